@@ -1,0 +1,217 @@
+"""Pydantic models of a recording task: the single source of truth.
+
+The CRD schema is generated from these (`webrecord.api.crd`), the adapter translates the
+protocol's PascalCase names to and from them, and the recorder reads its task from them.
+Field names are snake_case in Python and camelCase on the wire (CRD, task file, status JSON).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_WIDTH = 1280
+DEFAULT_HEIGHT = 720
+MAX_DIMENSION = 2560
+DEFAULT_MAX_DURATION_S = 21600
+MAX_DURATION_LIMIT_S = 36000
+
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors, not silence."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+    def wire(self) -> dict:
+        """The JSON-ready camelCase form, without unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Phase(str, enum.Enum):
+    """Task status values of the protocol, in lifecycle order."""
+
+    NORMAL = "normal"  # created, not started (e.g. waiting for ManualStart)
+    RECORDING = "recording"
+    PAUSED = "paused"
+    CANCELED = "canceled"  # stop requested
+    TRANSCODE = "transcode"
+    UPLOAD = "upload"
+    CALLBACK = "callback"
+    FINISHED = "finished"
+
+    @property
+    def active(self) -> bool:
+        """True while the page is still being recorded (controls apply)."""
+        return self in (Phase.NORMAL, Phase.RECORDING, Phase.PAUSED)
+
+
+class Action(str, enum.Enum):
+    """Controls a caller can send to a running task."""
+
+    PAUSE = "Pause"
+    RESUME = "Resume"
+    REFRESH = "Refresh"
+    STOP = "Stop"
+    CANCEL = "Cancel"  # stop and produce no video
+
+
+class ErrorCode(str, enum.Enum):
+    """Result.ErrorCode values. Empty string (no error) is represented by None."""
+
+    INVALID_PARAM = "InvalidParam"
+    PAGE_LOAD_FAILED = "PageLoadFailed"
+    MANUAL_START_TIMEOUT = "ManualStartTimeout"
+    BROWSER_CRASHED = "BrowserCrashed"
+    ENCODER_FAILED = "EncoderFailed"
+    DISK_FULL = "DiskFull"
+    NOTHING_RECORDED = "NothingRecorded"
+    UPLOAD_FAILED = "UploadFailed"
+    VOD_FAILED = "VodUploadFailed"
+    CALLBACK_FAILED = "CallbackFailed"
+    CANCELED = "Canceled"
+    RECORDER_LOST = "RecorderLost"  # pod failed, evicted, never started
+    TIMEOUT = "Timeout"
+    INTERNAL = "InternalError"
+
+
+class CosOutput(WireModel):
+    """Object storage target (COS, S3, MinIO). Credentials never come from the task."""
+
+    domain: str | None = Field(None, description="Public domain used to build FileURL")
+    bucket: str | None = Field(None, max_length=255)
+    region: str | None = Field(None, max_length=64)
+    target_dir: str | None = Field(None, max_length=1024, description="Default: the task id")
+    target_name: str | None = Field(
+        None, max_length=255, description="File name without extension. Default: stop timestamp"
+    )
+
+
+class VodMediaInfo(WireModel):
+    media_name: str | None = Field(None, max_length=256)
+    expire_time: str | None = Field(None, description="ISO 8601 expiry of the media")
+    storage_region: str | None = None
+    class_id: int | None = Field(None, ge=0)
+    source_context: str | None = Field(None, max_length=250)
+
+
+class VodProcedureInfo(WireModel):
+    procedure: str | None = None
+    session_context: str | None = Field(None, max_length=1000)
+
+
+class VodOutput(WireModel):
+    media_info: VodMediaInfo | None = None
+    procedure_info: VodProcedureInfo | None = None
+    sub_app_id: int | None = Field(None, ge=0)
+
+
+class VideoOutput(WireModel):
+    muxer: Literal["mp4", "hls"] = "mp4"
+    encrypt_key: str | None = Field(
+        None, description="AES-128 key, 32 hex digits; HLS only (segments are encrypted)"
+    )
+    auth_url: str | None = Field(None, description="Key URI written into the HLS playlist")
+
+    @field_validator("encrypt_key")
+    @classmethod
+    def _hex_key(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not _HEX_KEY.match(value):
+            raise ValueError("must be 32 hexadecimal digits (a 128-bit AES key)")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _key_needs_hls(self) -> "VideoOutput":
+        if self.encrypt_key and self.muxer != "hls":
+            raise ValueError("encryptKey requires muxer 'hls'")
+        return self
+
+
+class OutputSpec(WireModel):
+    cos: CosOutput | None = None
+    vod: VodOutput | None = None
+    video: VideoOutput = Field(default_factory=VideoOutput)
+
+
+class RecordingSpec(WireModel):
+    """Everything a Start carries; also the `spec` of a WebRecording resource."""
+
+    record_url: Annotated[str, Field(min_length=1, max_length=8192, pattern=r"^https?://")]
+    manual_start: bool = False
+    width: int = Field(DEFAULT_WIDTH, ge=0, le=MAX_DIMENSION, description="0 means 1280")
+    height: int = Field(DEFAULT_HEIGHT, ge=0, le=MAX_DIMENSION, description="0 means 720")
+    callback_url: str | None = Field(None, max_length=8192, pattern=r"^https?://")
+    max_duration_limit: int = Field(
+        DEFAULT_MAX_DURATION_S, ge=0, le=MAX_DURATION_LIMIT_S, description="Seconds; 0 means 21600"
+    )
+    storage_type: Literal["cos", "cfs"] = "cfs"
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    # Control of a running task (CRD only): set `action`, bump `actionSeq` to repeat it.
+    action: Action | None = None
+    action_seq: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _zero_means_default(self) -> "RecordingSpec":
+        # The protocol treats 0 as "use the default"; normalise once here so no reader guesses.
+        if self.width == 0:
+            self.width = DEFAULT_WIDTH
+        if self.height == 0:
+            self.height = DEFAULT_HEIGHT
+        if self.max_duration_limit == 0:
+            self.max_duration_limit = DEFAULT_MAX_DURATION_S
+        return self
+
+
+class VideoFile(WireModel):
+    filename: str
+    file_size: int = Field(ge=0)
+    file_duration: float = Field(ge=0, description="Seconds")
+    file_id: str | None = None
+    file_url: str | None = Field(None, alias="fileURL")
+
+
+class Result(WireModel):
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    videos: list[VideoFile] = Field(default_factory=list)
+
+
+class TaskTimes(WireModel):
+    """Unix seconds, each present only once it happened."""
+
+    create_time: int | None = None
+    start_time: int | None = None
+    cancel_time: int | None = None
+    stop_time: int | None = None
+    finish_time: int | None = None
+
+
+class RecorderStatus(TaskTimes):
+    """What a recorder reports on GET /status and in its status file."""
+
+    task_id: str
+    status: Phase = Phase.NORMAL
+    result: Result = Field(default_factory=Result)
+    recorded_seconds: float = Field(0.0, ge=0, description="Recorded (not paused) time so far")
+    segments: int = Field(0, ge=0, description="Segments closed or in progress")
+    last_action_seq: int = Field(0, ge=0, description="Highest control sequence applied")
+    message: str | None = Field(None, description="Human-readable progress note")
+
+
+class RecordingTask(WireModel):
+    """The recorder's input: the task file written by the adapter or the operator."""
+
+    task_id: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    spec: RecordingSpec
+    create_time: int | None = None

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what webrecord needs on a bare Debian machine: system packages and the Python package.
+# Idempotent: a second run only checks. Usage: bash scripts/install.sh [--test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(chromium xvfb pulseaudio ffmpeg fonts-noto-cjk fonts-liberation fonts-noto-color-emoji x11-utils)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
+$PY -m pip install -q -U pip
+$PY -m pip install -q -e ".${extra}"
