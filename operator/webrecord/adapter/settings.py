@@ -1,0 +1,64 @@
+"""Adapter settings: environment variables with the WEBRECORD_ADAPTER_ prefix, CLI flags override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AdapterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBRECORD_ADAPTER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    backend: Literal["local", "kubernetes"] = "local"
+
+    # Authentication (API gateway application keys). Keys come from a YAML/JSON file
+    # ({key: secret} or [{key, secret}]) and/or a mounted secret directory (file name = key,
+    # content = secret). `auth_enabled=False` is for local use only and is logged loudly.
+    auth_enabled: bool = True
+    auth_keys_file: Path | None = None
+    auth_keys_dir: Path | None = None
+    auth_max_skew_seconds: int = Field(900, ge=1, description="X-Date tolerance (15 minutes)")
+    # The gateway scheme signs the body only through Content-MD5; require it so a signature
+    # cannot be reused with another body.
+    auth_require_content_md5: bool = True
+    auth_replay_cache_size: int = Field(200_000, ge=1000)
+
+    # Request limits: bodies above this are refused (413); a client that has not sent its
+    # headers / body within the timeouts is cut off.
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(15.0, gt=0)
+    body_timeout_seconds: float = Field(10.0, gt=0)
+
+    # URL policy for RecordURL / CallbackURL. Link-local and cloud metadata addresses are always
+    # refused unless listed in `url_allow` (host names or CIDRs). Loopback is refused unless
+    # `url_allow_loopback` (None = allowed for the local backend only, where the recorder runs
+    # on the caller's own machine; refused for kubernetes, where it would hit the pod itself).
+    url_allow: list[str] = Field(default_factory=list)
+    url_allow_loopback: bool | None = None
+    url_deny_private: bool = False
+    url_resolve_timeout_seconds: float = Field(2.0, gt=0)
+
+    # Local backend.
+    state_dir: Path = Path("./webrecord-state")
+    max_concurrent: int = Field(2, ge=1, description="Recorders running at once; the rest queue")
+    max_queued: int = Field(1000, ge=0, description="Queued tasks beyond this are refused")
+    recorder_command: list[str] = Field(
+        default_factory=list,
+        description="Command that runs the recorder; default: this Python's `-m webrecord.cli recorder`",
+    )
+    status_poll_seconds: float = Field(0.5, gt=0)
+    stop_recorders_on_exit: bool = False
+
+    # Kubernetes backend.
+    namespace: str = "default"
+    kubeconfig: Path | None = None
+
+    def loopback_allowed(self) -> bool:
+        if self.url_allow_loopback is not None:
+            return self.url_allow_loopback
+        return self.backend == "local"
