@@ -1,0 +1,128 @@
+"""Callback: POST the Describe-shaped result to the task's CallbackURL, signed, with retries.
+
+Signature (when WEBRECORD_CALLBACK_SECRET or _FILE is set), for receivers to verify:
+
+    X-Webrecord-Timestamp: <unix seconds>
+    X-Webrecord-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + raw body bytes)>
+
+The timestamp is inside the signed string so a captured request cannot be replayed later
+with a fresh timestamp. `verify_signature()` below is the reference check for receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import aiohttp
+
+from webrecord import __version__
+from webrecord.logs import event
+from webrecord.storage.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Webrecord-Signature"
+TIMESTAMP_HEADER = "X-Webrecord-Timestamp"
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The value of X-Webrecord-Signature for this body and timestamp."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(
+    secret: bytes | str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    tolerance_s: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """True when `headers` carry a valid signature of `body` made with `secret`, not older
+    than `tolerance_s`. Pass the raw request body bytes (not re-serialised JSON).
+
+    Example (aiohttp receiver):
+        body = await request.read()
+        if not verify_signature(SECRET, body, request.headers): return web.Response(status=401)
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    lowered = {k.lower(): v for k, v in headers.items()}
+    timestamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
+    signature = lowered.get(SIGNATURE_HEADER.lower(), "")
+    try:
+        age = abs((time.time() if now is None else now) - int(timestamp))
+    except ValueError:
+        return False
+    if age > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(key, timestamp, body), signature)
+
+
+@dataclass
+class CallbackOutcome:
+    ok: bool
+    attempts: int
+    status: int | None = None  # HTTP status of the last try
+    error: str | None = None  # the last failure, in words
+    errors: list[str] = field(default_factory=list)
+
+
+def _backoff(settings: DeliverySettings, attempt: int) -> float:
+    # Exponential with "full jitter": spreads retries of many recorders hitting one receiver.
+    base = min(settings.callback_backoff_max_s, settings.callback_backoff_s * (2 ** (attempt - 1)))
+    return base / 2 + random.uniform(0, base / 2)
+
+
+async def send_callback(
+    url: str, body: dict[str, Any], settings: DeliverySettings | None = None
+) -> CallbackOutcome:
+    """POST `body` as JSON to `url`; any 2xx is success. Never raises for network faults."""
+    settings = settings or DeliverySettings()
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    secret = settings.callback_key()
+    outcome = CallbackOutcome(ok=False, attempts=0)
+    timeout = aiohttp.ClientTimeout(total=settings.callback_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for attempt in range(1, settings.callback_attempts + 1):
+            outcome.attempts = attempt
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"webrecord/{__version__}",
+            }
+            if secret:
+                stamp = str(int(time.time()))
+                headers[TIMESTAMP_HEADER] = stamp
+                headers[SIGNATURE_HEADER] = sign(secret, stamp, raw)
+            try:
+                async with session.post(url, data=raw, headers=headers) as resp:
+                    outcome.status = resp.status
+                    await resp.read()
+                    if 200 <= resp.status < 300:
+                        outcome.ok = True
+                        outcome.error = None
+                        event(log, "callback delivered", url=url, attempt=attempt,
+                              http_status=resp.status)
+                        return outcome
+                    error = f"HTTP {resp.status} from {url}"
+            except asyncio.TimeoutError:
+                outcome.status = None
+                error = f"no answer from {url} within {settings.callback_timeout_s:g} s"
+            except aiohttp.ClientError as exc:
+                outcome.status = None
+                error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
+            outcome.error = error
+            outcome.errors.append(error)
+            event(log, "callback try failed", logging.WARNING, url=url, attempt=attempt,
+                  error=error)
+            if attempt < settings.callback_attempts:
+                await asyncio.sleep(_backoff(settings, attempt))
+    return outcome

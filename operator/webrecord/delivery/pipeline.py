@@ -1,0 +1,368 @@
+"""The delivery stage: put the finished videos where the task asked, then tell the caller.
+
+`deliver()` is what the recorder calls after stop and packaging (docs/contracts.md section 2).
+Targets, from the task:
+  - Output.Cos (bucket set): S3-compatible upload, FileURL from Domain or the bucket endpoint;
+  - Output.Vod: VOD apply-upload / commit-upload, FileId (and FileURL when no Cos);
+  - neither: atomic copy into WEBRECORD_OUTPUT_DIR (the cfs case), or, without it, the local
+    files are reported as they are (file:// URLs).
+Expected faults never raise: they become Result.ErrorCode/ErrorMessage, and the local files stay
+where they are (the message says where) so `webrecord deliver` can retry. A small manifest
+(`delivery.json` beside the first video) remembers what already reached each target, so a retry
+only redoes what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webrecord.api.models import (
+    ErrorCode,
+    Phase,
+    RecorderStatus,
+    RecordingTask,
+    Result,
+    VideoFile,
+)
+from webrecord.api.protocol import describe_body
+from webrecord.delivery.callback import send_callback
+from webrecord.logs import event
+from webrecord.storage.filesystem import DiskFullError, atomic_copy, atomic_copy_tree
+from webrecord.storage.s3 import Bucket, StorageError
+from webrecord.storage.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "delivery.json"
+# Codes this stage sets; `webrecord deliver` clears them from the status before a retry.
+DELIVERY_CODES = {ErrorCode.UPLOAD_FAILED, ErrorCode.VOD_FAILED, ErrorCode.CALLBACK_FAILED,
+                  ErrorCode.DISK_FULL}
+_URI_ATTR = re.compile(r'URI="([^"]+)"')
+
+
+@dataclass
+class LocalVideo:
+    path: Path  # the mp4 file, or the HLS playlist (.m3u8) beside its segments
+    duration: float  # seconds
+    muxer: str  # "mp4" | "hls"
+
+
+class DeliveryFailure(Exception):
+    """An expected fault of one target, already worded for Result.ErrorMessage."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Plan:
+    """What one video becomes: its names and what each target said about it."""
+
+    video: LocalVideo
+    stem: str  # TargetName (plus a suffix for the 2nd, 3rd... video)
+    file_url: str | None = None
+    file_id: str | None = None
+    errors: list[DeliveryFailure] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- naming
+
+
+def target_dir(task: RecordingTask) -> str:
+    cos = task.spec.output.cos
+    value = (cos.target_dir if cos else None) or task.task_id
+    return value.strip("/")
+
+
+def target_name(task: RecordingTask, status: RecorderStatus) -> str:
+    cos = task.spec.output.cos
+    if cos and cos.target_name:
+        return cos.target_name
+    return str(status.stop_time or int(time.time()))
+
+
+def _extension(video: LocalVideo) -> str:
+    return ".m3u8" if video.muxer == "hls" else (video.path.suffix or ".mp4")
+
+
+def hls_files(playlist: Path) -> dict[str, Path]:
+    """Local files a playlist refers to (segments, init sections, local keys), by the
+    relative name the playlist uses. External URIs (http..., AuthUrl) are left out."""
+    base = playlist.parent
+    refs: list[str] = []
+    for line in playlist.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            refs.extend(_URI_ATTR.findall(line))
+        else:
+            refs.append(line)
+    files: dict[str, Path] = {}
+    for ref in refs:
+        if "://" in ref or ref.startswith("/"):
+            continue
+        path = (base / ref).resolve()
+        if path.is_file() and base.resolve() in path.parents:
+            files[ref] = path
+    return files
+
+
+def _video_size(video: LocalVideo) -> int:
+    size = video.path.stat().st_size
+    if video.muxer == "hls":
+        size += sum(p.stat().st_size for p in hls_files(video.path).values())
+    return size
+
+
+# ---------------------------------------------------------------- manifest (retry memory)
+
+
+def _manifest_path(videos: list[LocalVideo]) -> Path | None:
+    return videos[0].path.parent / MANIFEST_NAME if videos else None
+
+
+def _load_manifest(path: Path | None, task_id: str) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if data.get("taskId") == task_id else {}
+
+
+def _save_manifest(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk must not turn a good delivery into a failure
+        tmp.unlink(missing_ok=True)
+        event(log, "cannot write delivery manifest", logging.WARNING, path=str(path),
+              error=str(exc))
+
+
+# ---------------------------------------------------------------- targets
+
+
+def _to_cos(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
+            done: dict[str, Any]) -> None:
+    cos = task.spec.output.cos
+    assert cos is not None and cos.bucket
+    try:
+        bucket = Bucket.for_output(cos.bucket, cos.region, settings, domain=cos.domain)
+    except (ValueError, OSError) as exc:  # unreadable credentials file and the like
+        for plan in plans:
+            plan.errors.append(DeliveryFailure(ErrorCode.UPLOAD_FAILED, str(exc)))
+        return
+    prefix = target_dir(task)
+    for plan in plans:
+        key = f"{prefix}/{plan.stem}{_extension(plan.video)}" if prefix else (
+            f"{plan.stem}{_extension(plan.video)}")
+        mark = f"cos:{cos.bucket}:{key}"
+        if mark in done:
+            plan.file_url = done[mark]
+            continue
+        try:
+            if plan.video.muxer == "hls":
+                parts = {
+                    f"{prefix}/{rel}" if prefix else rel: path
+                    for rel, path in hls_files(plan.video.path).items()
+                }
+                bucket.upload_many(parts, last=(key, plan.video.path))
+            else:
+                bucket.upload_file(plan.video.path, key)
+        except StorageError as exc:
+            plan.errors.append(DeliveryFailure(ErrorCode.UPLOAD_FAILED, str(exc)))
+            continue
+        plan.file_url = bucket.file_url(key)
+        done[mark] = plan.file_url
+
+
+def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
+                   done: dict[str, Any]) -> None:
+    assert settings.output_dir is not None
+    root = settings.output_dir
+    sub = target_dir(task)
+    for plan in plans:
+        try:
+            if plan.video.muxer == "hls":
+                final_dir = root / sub / plan.stem
+                files = dict(hls_files(plan.video.path))
+                files[f"{plan.stem}.m3u8"] = plan.video.path
+                mark = f"fs:{final_dir}"
+                if mark not in done:
+                    atomic_copy_tree(files, final_dir)
+                final = final_dir / f"{plan.stem}.m3u8"
+            else:
+                final = root / sub / f"{plan.stem}{_extension(plan.video)}"
+                mark = f"fs:{final}"
+                if mark not in done:
+                    atomic_copy(plan.video.path, final)
+        except DiskFullError as exc:
+            plan.errors.append(DeliveryFailure(
+                ErrorCode.DISK_FULL, f"copy to {root} failed: {exc.strerror}"))
+            continue
+        except OSError as exc:
+            plan.errors.append(DeliveryFailure(
+                ErrorCode.UPLOAD_FAILED,
+                f"copy to {root} failed: {exc.strerror or exc} ({exc.__class__.__name__})"))
+            continue
+        if settings.output_url_base:
+            rel = final.relative_to(root).as_posix()
+            plan.file_url = f"{settings.output_url_base.rstrip('/')}/{rel}"
+        else:
+            plan.file_url = final.resolve().as_uri()
+        done[mark] = plan.file_url
+
+
+def _to_vod(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
+            done: dict[str, Any]) -> None:
+    from webrecord.storage.vod import VodError, upload_to_vod  # noqa: PLC0415 - optional path
+
+    vod = task.spec.output.vod
+    assert vod is not None
+    for plan in plans:
+        mark = f"vod:{plan.video.path.name}"
+        if mark in done:
+            plan.file_id = done[mark]["fileId"]
+            plan.file_url = plan.file_url or done[mark].get("mediaUrl")
+            continue
+        try:
+            media = upload_to_vod(plan.video, vod, settings, media_name=plan.stem)
+        except VodError as exc:
+            plan.errors.append(DeliveryFailure(ErrorCode.VOD_FAILED, str(exc)))
+            continue
+        plan.file_id = media.file_id
+        plan.file_url = plan.file_url or media.media_url
+        done[mark] = {"fileId": media.file_id, "mediaUrl": media.media_url}
+
+
+def _upload(task: RecordingTask, videos: list[LocalVideo], status: RecorderStatus,
+            settings: DeliverySettings, done: dict[str, Any]) -> list[_Plan]:
+    """Blocking part (boto3, file copies): runs in a worker thread."""
+    name = target_name(task, status)
+    plans = [_Plan(v, name if i == 0 else f"{name}_{i}") for i, v in enumerate(videos)]
+    missing = [p for p in plans if not p.video.path.is_file()]
+    for plan in missing:
+        plan.errors.append(DeliveryFailure(
+            ErrorCode.UPLOAD_FAILED, f"local file {plan.video.path} is missing"))
+    present = [p for p in plans if p not in missing]
+    output = task.spec.output
+    if output.cos and output.cos.bucket:
+        _to_cos(task, present, settings, done)
+    if output.vod is not None:
+        _to_vod(task, present, settings, done)
+    if not (output.cos and output.cos.bucket) and output.vod is None:
+        if settings.output_dir is not None:
+            _to_filesystem(task, present, settings, done)
+        else:
+            for plan in present:  # local use: the file stays where the recorder wrote it
+                plan.file_url = plan.video.path.resolve().as_uri()
+    return plans
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _failure_result(base: Result, plans: list[_Plan]) -> Result:
+    videos: list[VideoFile] = []
+    failures: list[tuple[_Plan, DeliveryFailure]] = []
+    for plan in plans:
+        try:
+            size = _video_size(plan.video)
+        except OSError:
+            size = 0
+        videos.append(VideoFile(
+            filename=plan.stem + _extension(plan.video),
+            file_size=size,
+            file_duration=max(0.0, plan.video.duration),
+            file_id=plan.file_id,
+            file_url=plan.file_url,
+        ))
+        failures.extend((plan, err) for err in plan.errors)
+    result = base.model_copy(deep=True)
+    result.videos = videos
+    if failures and result.error_code is None:
+        first = failures[0][1]
+        result.error_code = first.code
+        kept = ", ".join(sorted({str(p.video.path) for p, _ in failures}))
+        detail = "; ".join(dict.fromkeys(err.message for _, err in failures))
+        result.error_message = f"{detail}; local file kept at {kept}"
+    return result
+
+
+async def deliver(
+    task: RecordingTask,
+    videos: list[LocalVideo],
+    status: RecorderStatus,
+    on_phase: Callable[[Phase], Awaitable[None]],
+    settings: DeliverySettings | None = None,
+) -> Result:
+    """Upload `videos`, then POST the callback; returns the final Result (never raises for
+    storage, VOD or callback faults). `on_phase` gets UPLOAD, then CALLBACK when the task has
+    a CallbackURL. An error already in `status.result` (e.g. EncoderFailed) is kept."""
+    settings = settings or DeliverySettings()
+    await on_phase(Phase.UPLOAD)
+    manifest_path = _manifest_path(videos)
+    manifest = _load_manifest(manifest_path, task.task_id)
+    done: dict[str, Any] = dict(manifest.get("done", {}))
+    started = time.monotonic()
+    try:
+        plans = await asyncio.to_thread(_upload, task, videos, status, settings, done)
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in a Result, not a crash
+        log.exception("delivery failed unexpectedly")
+        plans = [_Plan(v, v.path.stem, errors=[DeliveryFailure(
+            ErrorCode.INTERNAL, f"delivery failed: {exc.__class__.__name__}: {exc}")])
+            for v in videos]
+    result = _failure_result(status.result, plans)
+    if not videos and result.error_code is None:
+        result.error_code = ErrorCode.NOTHING_RECORDED
+        result.error_message = "no video to deliver"
+    event(log, "upload stage done", task=task.task_id, seconds=round(time.monotonic() - started, 3),
+          error_code=result.error_code.value if result.error_code else None)
+
+    manifest = {
+        "taskId": task.task_id,
+        "videos": [{"path": str(v.path), "duration": v.duration, "muxer": v.muxer} for v in videos],
+        "done": done,
+        "callbackDone": bool(manifest.get("callbackDone")),
+        "result": result.wire(),
+    }
+    _save_manifest(manifest_path, manifest)
+
+    url = task.spec.callback_url
+    if url:
+        await on_phase(Phase.CALLBACK)
+        if settings.callback_key() is None:
+            event(log, "callback is not signed: WEBRECORD_CALLBACK_SECRET unset",
+                  logging.WARNING, url=url)
+        snapshot = status.model_copy(update={"status": Phase.CALLBACK, "result": result})
+        outcome = await send_callback(url, describe_body(snapshot), settings)
+        if outcome.ok:
+            manifest["callbackDone"] = True
+        else:
+            text = (f"callback to {url} failed after {outcome.attempts} tries: "
+                    f"{outcome.error}")
+            if result.error_code is None:
+                result.error_code = ErrorCode.CALLBACK_FAILED
+                result.error_message = text
+            else:
+                result.error_message = f"{result.error_message}; {text}"
+        manifest["result"] = result.wire()
+        _save_manifest(manifest_path, manifest)
+    return result

@@ -1,0 +1,97 @@
+"""Filesystem target (the cfs case): atomic copies into a mounted directory.
+
+A reader of the target never sees a partial file under its final name: data goes to a hidden
+temporary name in the same directory (same filesystem, so rename is atomic), is fsynced, then
+renamed. An HLS directory is staged the same way and renamed as a whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+_CHUNK = 4 * 1024 * 1024
+
+
+class DiskFullError(OSError):
+    """No space left on the target (ENOSPC/EDQUOT); the source is untouched."""
+
+
+def _tmp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename itself is only durable once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _copy_data(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while chunk := fin.read(_CHUNK):
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def _raise_mapped(exc: OSError, target: Path) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(exc.errno, f"no space left on {target.parent}") from exc
+    raise exc
+
+
+def atomic_copy(src: Path, final: Path) -> Path:
+    """Copy `src` to `final` so that `final` appears complete or not at all."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(final)
+    try:
+        _copy_data(src, tmp)
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _raise_mapped(exc, final)
+    _fsync_dir(final.parent)
+    return final
+
+
+def atomic_copy_tree(files: dict[str, Path], final_dir: Path) -> Path:
+    """Copy `{relative name: source}` into a new directory `final_dir`, published by one rename.
+
+    An existing `final_dir` (an earlier delivery of the same task) is replaced: the old one is
+    moved aside first, then removed once the new one is in place.
+    """
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = _tmp_name(final_dir)
+    old: Path | None = None
+    try:
+        stage.mkdir()
+        for rel, src in files.items():
+            dst = stage / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _copy_data(src, dst)
+        _fsync_dir(stage)
+        if final_dir.exists():
+            old = _tmp_name(final_dir)
+            os.replace(final_dir, old)
+        os.replace(stage, final_dir)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if old is not None and not final_dir.exists():
+            os.replace(old, final_dir)  # put the earlier delivery back
+        _raise_mapped(exc, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(final_dir.parent)
+    return final_dir

@@ -1,0 +1,213 @@
+"""S3-compatible object storage (COS, S3, MinIO) through boto3.
+
+Large files go up as parallel multipart uploads (s3transfer, parts of `s3_part_size_mb`,
+`s3_concurrency` at a time); every request is retried by botocore's standard retry mode.
+Failures surface as `StorageError` whose message names the endpoint, bucket, key, the service's
+error code and the HTTP status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from webrecord.logs import event
+from webrecord.storage.settings import MB, DeliverySettings
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".ts": "video/mp2t",
+    ".m4s": "video/iso.segment",
+    ".key": "application/octet-stream",
+    ".json": "application/json",
+}
+
+
+class StorageError(Exception):
+    """An object-store operation failed; `code` is the service's error code when known."""
+
+    def __init__(self, message: str, code: str | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+def content_type(path: Path | str) -> str:
+    suffix = Path(path).suffix.lower()
+    return CONTENT_TYPES.get(suffix) or mimetypes.guess_type(str(path))[0] or (
+        "application/octet-stream"
+    )
+
+
+@dataclass
+class Bucket:
+    """One bucket on one endpoint, with the client and transfer settings to reach it."""
+
+    name: str
+    region: str
+    endpoint: str
+    settings: DeliverySettings
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        s3_config: dict = {"addressing_style": s.addressing_style()}
+        if s.s3_payload_signing is not None:
+            s3_config["payload_signing_enabled"] = s.s3_payload_signing
+        config = Config(
+            region_name=self.region,
+            retries={"max_attempts": s.s3_max_attempts, "mode": "standard"},
+            connect_timeout=s.s3_connect_timeout_s,
+            read_timeout=s.s3_read_timeout_s,
+            max_pool_connections=max(10, s.s3_concurrency * 2),
+            s3=s3_config,
+        )
+        creds = s.s3_credentials() or {}
+        # A session per bucket: boto3's default session is not thread-safe to create clients.
+        session = boto3.session.Session()
+        self.client = session.client("s3", endpoint_url=self.endpoint, config=config, **creds)
+        self.transfer = TransferConfig(
+            multipart_threshold=s.s3_multipart_threshold_mb * MB,
+            multipart_chunksize=s.s3_part_size_mb * MB,
+            max_concurrency=s.s3_concurrency,
+            use_threads=True,
+        )
+
+    @classmethod
+    def for_output(
+        cls,
+        bucket: str,
+        region: str | None,
+        settings: DeliverySettings,
+        domain: str | None = None,
+        endpoint: str | None = None,
+    ) -> "Bucket":
+        region = region or settings.s3_default_region
+        return cls(
+            name=bucket,
+            region=region,
+            endpoint=endpoint or settings.s3_endpoint(region),
+            settings=settings,
+            domain=domain,
+        )
+
+    # --- URLs ---
+
+    def file_url(self, key: str) -> str:
+        """Public URL of `key`: from Domain when the task gave one, else the bucket endpoint."""
+        path = quote(key, safe="/-_.~")
+        if self.domain:
+            base = self.domain if "://" in self.domain else f"https://{self.domain}"
+            return f"{base.rstrip('/')}/{path}"
+        parts = urlsplit(self.endpoint)
+        if self.settings.addressing_style() == "path":
+            return f"{self.endpoint}/{self.name}/{path}"
+        return f"{parts.scheme}://{self.name}.{parts.netloc}/{path}"
+
+    # --- errors ---
+
+    def _error(self, op: str, key: str | None, exc: Exception) -> StorageError:
+        where = f"s3://{self.name}/{key}" if key else f"bucket {self.name}"
+        root = exc
+        # boto3 wraps transfer failures (S3UploadFailedError); the ClientError is the context.
+        while not isinstance(root, (botocore.exceptions.BotoCoreError,
+                                    botocore.exceptions.ClientError)):
+            nxt = root.__cause__ or root.__context__
+            if nxt is None:
+                break
+            root = nxt
+        if isinstance(root, botocore.exceptions.ClientError):
+            err = root.response.get("Error", {})
+            code = err.get("Code") or "Unknown"
+            status = root.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            msg = err.get("Message") or ""
+            hint = {
+                "NoSuchBucket": "bucket does not exist",
+                "InvalidAccessKeyId": "wrong credentials",
+                "SignatureDoesNotMatch": "wrong credentials",
+                "AccessDenied": "credentials not allowed",
+            }.get(code)
+            text = f"{op} {where} at {self.endpoint} failed: {code} (HTTP {status})"
+            if hint:
+                text += f", {hint}"
+            if msg:
+                text += f": {msg}"
+            return StorageError(text, code=code, http_status=status)
+        if isinstance(root, botocore.exceptions.NoCredentialsError):
+            return StorageError(
+                f"{op} {where} at {self.endpoint} failed: no S3 credentials (set "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or WEBRECORD_S3_CREDENTIALS_FILE)",
+                code="NoCredentials",
+            )
+        if isinstance(root, (botocore.exceptions.ConnectionError,
+                             botocore.exceptions.HTTPClientError)):
+            return StorageError(
+                f"{op} {where} failed: cannot reach {self.endpoint} or connection lost "
+                f"({root.__class__.__name__}) after {self.settings.s3_max_attempts} attempts",
+                code="EndpointUnreachable",
+            )
+        return StorageError(f"{op} {where} at {self.endpoint} failed: {root}", code=None)
+
+    # --- operations ---
+
+    def upload_file(self, path: Path, key: str) -> None:
+        """Upload one file; multipart with parallel parts above the threshold."""
+        try:
+            self.client.upload_file(
+                str(path), self.name, key,
+                ExtraArgs={"ContentType": content_type(path)},
+                Config=self.transfer,
+            )
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+                boto3.exceptions.Boto3Error) as exc:
+            raise self._error("upload", key, exc) from None
+        event(log, "uploaded", bucket=self.name, key=key, endpoint=self.endpoint,
+              bytes=path.stat().st_size)
+
+    def upload_many(self, files: dict[str, Path], last: tuple[str, Path] | None = None) -> None:
+        """Upload `{key: path}` in parallel, then `last` (e.g. an HLS playlist) once all
+        others are stored, so the playlist never names a segment that is not there yet."""
+        if files:
+            workers = min(self.settings.s3_concurrency, len(files))
+            with ThreadPoolExecutor(workers, thread_name_prefix="s3-up") as pool:
+                futures = [pool.submit(self.upload_file, p, k) for k, p in files.items()]
+                errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]
+        if last is not None:
+            self.upload_file(last[1], last[0])
+
+    def list_keys(self, prefix: str) -> list[dict]:
+        """Objects under `prefix`: dicts with Key and Size, sorted by key."""
+        items: list[dict] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+                items.extend(page.get("Contents", []))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error("list", prefix, exc) from None
+        return sorted(items, key=lambda i: i["Key"])
+
+    def download_file(self, key: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.partial")
+        try:
+            self.client.download_file(self.name, key, str(tmp), Config=self.transfer)
+            tmp.replace(dest)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+                boto3.exceptions.Boto3Error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._error("download", key, exc) from None
+

@@ -1,0 +1,167 @@
+"""Delivery configuration: one pydantic-settings class, env prefix WEBRECORD_.
+
+Secrets (S3 keys, VOD keys, callback secret) come from the environment or from files mounted
+from Kubernetes secrets; a task never carries credentials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class DeliverySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBRECORD_", extra="ignore")
+
+    # --- object storage (S3-compatible: COS, S3, MinIO) ---
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint override (MinIO, moto, a private COS endpoint)"
+    )
+    s3_endpoint_template: str = Field(
+        "https://cos.{region}.myqcloud.com",
+        description="Endpoint derived from Output.Cos.Region when no override is set",
+    )
+    s3_default_region: str = Field("ap-guangzhou", description="When the task names no region")
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = Field(
+        None, description="Default: path with an endpoint override, virtual otherwise (COS)"
+    )
+    s3_credentials_file: Path | None = Field(
+        None,
+        description=(
+            "Mounted secret: a directory with files AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+            "(optional AWS_SESSION_TOKEN), or one file of KEY=VALUE / ini lines. "
+            "Without it boto3's own chain applies (env AWS_ACCESS_KEY_ID ...)."
+        ),
+    )
+    s3_part_size_mb: int = Field(16, ge=5, le=5120, description="Multipart part size")
+    s3_multipart_threshold_mb: int = Field(16, ge=5, description="Files above go multipart")
+    s3_concurrency: int = Field(8, ge=1, le=64, description="Parallel parts per upload")
+    s3_max_attempts: int = Field(5, ge=1, le=20, description="botocore retry attempts")
+    s3_connect_timeout_s: float = Field(5.0, gt=0)
+    s3_read_timeout_s: float = Field(60.0, gt=0)
+    s3_payload_signing: bool | None = Field(
+        None,
+        description=(
+            "SigV4 payload signing; None = botocore's choice. False skips a SHA-256 pass over "
+            "every part (integrity still checked through the CRC32 checksum header)"
+        ),
+    )
+
+    # --- intermediate segments (StorageType) ---
+    segment_prefix: str = Field(
+        "webrecord-segments", description="Key prefix of segments in the object store"
+    )
+    segment_bucket: str | None = Field(
+        None, description="Bucket for StorageType cos when the task has no Output.Cos.Bucket"
+    )
+    segment_dir: Path | None = Field(
+        None, description="StorageType cfs: mounted directory for segments (default: work dir)"
+    )
+
+    # --- filesystem target (the cfs case) ---
+    output_dir: Path | None = Field(None, description="Mounted directory for final videos")
+    output_url_base: str | None = Field(
+        None, description="Public URL of output_dir; FileURL = base/task/name (default file://)"
+    )
+
+    # --- callback ---
+    callback_secret: SecretStr | None = Field(None, description="HMAC key for callback bodies")
+    callback_secret_file: Path | None = Field(None, description="Mounted file with that key")
+    callback_timeout_s: float = Field(2.0, gt=0, description="Per try")
+    callback_attempts: int = Field(5, ge=1, le=20)
+    callback_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles")
+    callback_backoff_max_s: float = Field(8.0, ge=0)
+
+    # --- VOD ---
+    vod_endpoint: str = Field("https://vod.tencentcloudapi.com")
+    vod_region: str = Field("", description="X-TC-Region; VOD accepts it empty")
+    vod_secret_id: SecretStr | None = None
+    vod_secret_key: SecretStr | None = None
+    vod_credentials_file: Path | None = Field(
+        None, description="Mounted secret: directory with SecretId/SecretKey files or KEY=VALUE"
+    )
+    vod_timeout_s: float = Field(10.0, gt=0)
+    vod_attempts: int = Field(3, ge=1, le=10)
+
+    def s3_endpoint(self, region: str | None) -> str:
+        if self.s3_endpoint_url:
+            return self.s3_endpoint_url.rstrip("/")
+        return self.s3_endpoint_template.format(region=region or self.s3_default_region)
+
+    def addressing_style(self) -> str:
+        if self.s3_addressing_style:
+            return self.s3_addressing_style
+        return "path" if self.s3_endpoint_url else "virtual"
+
+    def callback_key(self) -> bytes | None:
+        if self.callback_secret is not None:
+            return self.callback_secret.get_secret_value().encode()
+        if self.callback_secret_file is not None:
+            return self.callback_secret_file.read_text().strip().encode()
+        return None
+
+    def s3_credentials(self) -> dict[str, str] | None:
+        """boto3 client kwargs from the mounted secret, or None for boto3's default chain."""
+        if self.s3_credentials_file is None:
+            return None
+        values = read_secret(self.s3_credentials_file)
+        key_id = _pick(values, "aws_access_key_id", "access_key_id", "accesskeyid", "secretid")
+        secret = _pick(
+            values, "aws_secret_access_key", "secret_access_key", "secretaccesskey", "secretkey"
+        )
+        if not key_id or not secret:
+            raise ValueError(
+                f"WEBRECORD_S3_CREDENTIALS_FILE {self.s3_credentials_file}: needs "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        creds = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
+        token = _pick(values, "aws_session_token", "session_token", "token")
+        if token:
+            creds["aws_session_token"] = token
+        return creds
+
+    def vod_credentials(self) -> tuple[str, str] | None:
+        if self.vod_secret_id and self.vod_secret_key:
+            return self.vod_secret_id.get_secret_value(), self.vod_secret_key.get_secret_value()
+        if self.vod_credentials_file is not None:
+            values = read_secret(self.vod_credentials_file)
+            sid = _pick(values, "secretid", "secret_id", "tencentcloud_secret_id")
+            skey = _pick(values, "secretkey", "secret_key", "tencentcloud_secret_key")
+            if sid and skey:
+                return sid, skey
+            raise ValueError(
+                f"WEBRECORD_VOD_CREDENTIALS_FILE {self.vod_credentials_file}: needs SecretId "
+                "and SecretKey"
+            )
+        return None
+
+
+def read_secret(path: Path) -> dict[str, str]:
+    """Keys lower-cased. A directory (Kubernetes secret volume): one file per key.
+    A file: `KEY=VALUE` or ini `key = value` lines (sections and comments ignored)."""
+    values: dict[str, str] = {}
+    if path.is_dir():
+        for item in sorted(path.iterdir()):
+            if item.is_file() and not item.name.startswith("."):
+                values[item.name.lower()] = item.read_text().strip()
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "[")) or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip().lower()
+        values.setdefault(key, value.strip().strip("'\""))
+    return values
+
+
+def _pick(values: dict[str, str], *names: str) -> str | None:
+    for name in names:
+        if values.get(name):
+            return values[name]
+    return None
