@@ -15,6 +15,9 @@ from webrecord import __version__, logs
 # Modules that add subcommands; each owns its own arguments.
 COMMAND_MODULES = [
     "webrecord.recorder.cli",  # record, recorder
+    "webrecord.adapter.cli",  # serve
+    "webrecord.controller.cli",  # operator, recorder-pod
+    "webrecord.api.crd",  # crd
 ]
 
 

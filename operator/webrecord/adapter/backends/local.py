@@ -1,0 +1,459 @@
+"""The embedded backend: recorders as subprocesses on this machine, task state in SQLite.
+
+Layout under `state_dir`:
+
+    tasks.sqlite                 the task table (adapter.store)
+    output/                      finished videos (WEBRECORD_OUTPUT_DIR for the recorder, cfs case)
+    tasks/<task_id>/task.json    the RecordingTask the recorder reads
+                   /token        the control endpoint's bearer token (0600)
+                   /port         the control port, written by the recorder
+                   /status.json  the recorder's RecorderStatus, rewritten on every change
+                   /recorder.log the recorder's stdout and stderr
+                   /work/        segments and final files
+
+At most `max_concurrent` recorders run; further Starts queue (FIFO, persisted) up to
+`max_queued`. Recorders run in their own session so they outlive a restart of the server: on
+`open()` a task whose recorder still runs (pid alive and its command line names the task) is
+watched again, one whose recorder is gone is finished from its last status file (or marked
+`RecorderLost`), and queued tasks start as slots free up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from webrecord import logs
+from webrecord.adapter.backends.base import (
+    ActionNotAllowed,
+    Backend,
+    BackendUnavailable,
+    CapacityExceeded,
+    TaskNotFound,
+    TaskPage,
+    check_action,
+)
+from webrecord.adapter.settings import AdapterSettings
+from webrecord.adapter.store import RunState, TaskRow, TaskStore
+from webrecord.api.models import (
+    Action,
+    ErrorCode,
+    Phase,
+    RecorderStatus,
+    RecordingTask,
+    Result,
+)
+
+log = logging.getLogger(__name__)
+
+_CONTROL_ATTEMPTS = 3
+_PORT_WAIT_SECONDS = 20.0
+_EXIT_WAIT_SECONDS = 30.0
+
+
+def create(settings: AdapterSettings) -> "LocalBackend":
+    return LocalBackend(settings)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.settings = settings
+        self.root = Path(settings.state_dir).resolve()
+        self.output_dir = self.root / "output"
+        self.store = TaskStore(self.root / "tasks.sqlite")
+        self._lock = asyncio.Lock()  # one scheduling decision at a time (pump, queued cancel)
+        self._watchers: dict[str, asyncio.Task] = {}
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5))
+        for row in self.store.in_state(RunState.RUNNING):
+            if row.pid and _recorder_alive(row.pid, row.task_id):
+                logs.event(log, "re-attached to running recorder", task_id=row.task_id, pid=row.pid)
+                self._watch(row.task_id, row.pid, None)
+            else:
+                self._finish_from_files(row, lost_reason="recorder process ended while the server was down")
+        queued = self.store.count(RunState.QUEUED)
+        if queued:
+            logs.event(log, "resuming queued tasks", queued=queued)
+        await self._pump()
+
+    async def close(self) -> None:
+        self._closing = True
+        for watcher in list(self._watchers.values()):
+            watcher.cancel()
+        for watcher in list(self._watchers.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        if self.settings.stop_recorders_on_exit:
+            await self.terminate_all()
+        if self._http is not None:
+            await self._http.close()
+        self.store.close()
+
+    async def terminate_all(self, grace: float = 10.0) -> None:
+        """Stop every recorder this state dir knows (tests, `stop_recorders_on_exit`)."""
+        pids = [row.pid for row in self.store.in_state(RunState.RUNNING) if row.pid]
+        pids += [p.pid for p in self._procs.values()]
+        await terminate_pids(set(pids), grace)
+
+    # ------------------------------------------------------------ Backend
+
+    async def start(self, task: RecordingTask, owner: str) -> RecorderStatus:
+        if self.store.count(RunState.QUEUED) >= self.settings.max_queued:
+            raise CapacityExceeded(
+                f"too many queued tasks ({self.settings.max_queued}); retry when some finish"
+            )
+        directory = self.task_dir(task.task_id)
+        (directory / "work").mkdir(parents=True, exist_ok=True)
+        _write_atomic(directory / "task.json", task.model_dump_json(by_alias=True, exclude_none=True))
+        status = RecorderStatus(
+            task_id=task.task_id, status=Phase.NORMAL, create_time=task.create_time,
+            message="queued",
+        )
+        self.store.insert(task.task_id, owner, task.spec, status, task.create_time or logs.now())
+        logs.event(log, "task queued", task_id=task.task_id)
+        await self._pump()
+        return self._status_of(task.task_id)
+
+    async def describe(self, task_id: str, owner: str) -> RecorderStatus:
+        found = self.store.get_status(task_id)
+        if found is None or found[0] != owner:
+            raise TaskNotFound(f"Data.TaskID: no task {task_id!r} for this ApiAppKey")
+        return found[1]
+
+    async def list(self, owner: str, offset: int, limit: int) -> TaskPage:
+        tasks, total = self.store.page(owner, offset, limit)
+        return TaskPage(tasks=tasks, total=total, offset=offset, limit=limit)
+
+    async def control(self, task_id: str, owner: str, action: Action) -> RecorderStatus:
+        row = self._owned(task_id, owner)
+        if row.state is RunState.QUEUED:
+            return await self._control_queued(row, action)
+        check_action(action, row.status.status)
+        if row.state is RunState.DONE:  # pragma: no cover - check_action refuses finished tasks
+            raise ActionNotAllowed(f"{action.value}: the task has finished", row.status.status)
+        seq = self.store.next_seq(task_id)
+        status = await self._send_control(row, action, seq)
+        current = self.store.get(task_id)
+        if current is not None and current.state is RunState.RUNNING:
+            self.store.set_status(task_id, self._complete(status, current))
+        return self._status_of(task_id)
+
+    async def health(self) -> dict[str, object]:
+        return {
+            "backend": self.name,
+            "running": self.store.count(RunState.RUNNING),
+            "queued": self.store.count(RunState.QUEUED),
+            "maxConcurrent": self.settings.max_concurrent,
+        }
+
+    # ------------------------------------------------------------ helpers
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.root / "tasks" / task_id
+
+    def _owned(self, task_id: str, owner: str) -> TaskRow:
+        row = self.store.get(task_id)
+        if row is None or row.owner != owner:
+            raise TaskNotFound(f"Data.TaskID: no task {task_id!r} for this ApiAppKey")
+        return row
+
+    def _status_of(self, task_id: str) -> RecorderStatus:
+        found = self.store.get_status(task_id)
+        assert found is not None
+        return found[1]
+
+    async def _control_queued(self, row: TaskRow, action: Action) -> RecorderStatus:
+        async with self._lock:
+            current = self.store.get(row.task_id)
+            assert current is not None
+            if current.state is not RunState.QUEUED:  # started meanwhile: retry as running
+                pass
+            elif action in (Action.STOP, Action.CANCEL):
+                now = logs.now()
+                code = ErrorCode.CANCELED if action is Action.CANCEL else ErrorCode.NOTHING_RECORDED
+                status = current.status.model_copy(
+                    update={
+                        "status": Phase.FINISHED,
+                        "cancel_time": now if action is Action.CANCEL else None,
+                        "stop_time": now if action is Action.STOP else None,
+                        "finish_time": now,
+                        "message": "stopped before it started",
+                        "result": Result(
+                            error_code=code,
+                            error_message=f"{action.value} before the recorder started",
+                        ),
+                    }
+                )
+                self.store.set_status(row.task_id, status, RunState.DONE)
+                logs.event(log, "queued task ended", task_id=row.task_id, action=action.value)
+                return status
+            else:
+                raise ActionNotAllowed(
+                    f"{action.value} is not allowed while the task is queued for a free recorder "
+                    "(only Stop and Cancel apply)",
+                    Phase.NORMAL,
+                )
+        return await self.control(row.task_id, row.owner, action)
+
+    async def _send_control(self, row: TaskRow, action: Action, seq: int) -> RecorderStatus:
+        directory = self.task_dir(row.task_id)
+        token = (directory / "token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"action": action.value, "seq": seq}
+        last_error = "no answer"
+        for attempt in range(_CONTROL_ATTEMPTS):
+            port = await self._control_port(row.task_id)
+            if port is None:
+                last_error = "the recorder has not opened its control port"
+                break
+            try:
+                assert self._http is not None
+                async with self._http.post(
+                    f"http://127.0.0.1:{port}/control", json=body, headers=headers
+                ) as reply:
+                    payload = await reply.json(content_type=None)
+                    if reply.status == 200:
+                        return RecorderStatus.model_validate(payload)
+                    if reply.status == 409:
+                        message = str(payload.get("errorMessage") or "action does not fit the status")
+                        raise ActionNotAllowed(f"{action.value}: {message}")
+                    last_error = f"recorder answered HTTP {reply.status}"
+                    break  # 400/401 will not get better by retrying
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                last_error = f"{type(exc).__name__}"
+            await asyncio.sleep(0.2 * (attempt + 1))
+        logs.event(log, "control not delivered", logging.WARNING, task_id=row.task_id,
+                   action=action.value, seq=seq, error=last_error)
+        raise BackendUnavailable(f"{action.value}: could not reach the recorder ({last_error}); retry")
+
+    async def _control_port(self, task_id: str) -> int | None:
+        port_file = self.task_dir(task_id) / "port"
+        deadline = asyncio.get_running_loop().time() + _PORT_WAIT_SECONDS
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                return int(port_file.read_text().strip())
+            row = self.store.get(task_id)
+            if row is None or row.state is not RunState.RUNNING:
+                return None
+            if asyncio.get_running_loop().time() > deadline:
+                return None
+            await asyncio.sleep(0.1)
+
+    async def _pump(self) -> None:
+        """Start queued tasks while slots are free (FIFO)."""
+        if self._closing:
+            return
+        async with self._lock:
+            while self.store.count(RunState.RUNNING) < self.settings.max_concurrent:
+                queued = self.store.in_state(RunState.QUEUED)
+                if not queued:
+                    break
+                await self._spawn(queued[0])
+
+    async def _spawn(self, row: TaskRow) -> None:
+        directory = self.task_dir(row.task_id)
+        for name in ("port", "status.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+        token_file = directory / "token"
+        token_file.write_text(secrets.token_urlsafe(32))
+        token_file.chmod(0o600)
+        command = list(self.settings.recorder_command) or [sys.executable, "-m", "webrecord.cli", "recorder"]
+        command += [
+            "--task", str(directory / "task.json"),
+            "--work-dir", str(directory / "work"),
+            "--control-host", "127.0.0.1",
+            "--control-port", "0",
+            "--port-file", str(directory / "port"),
+            "--token-file", str(token_file),
+            "--status-file", str(directory / "status.json"),
+        ]
+        env = dict(os.environ)
+        env.setdefault("WEBRECORD_OUTPUT_DIR", str(self.output_dir))
+        try:
+            with open(directory / "recorder.log", "ab") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *command, stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(directory),
+                    start_new_session=True,  # outlives a restart of the server
+                )
+        except OSError as exc:
+            logs.event(log, "recorder did not start", logging.ERROR, task_id=row.task_id, error=str(exc))
+            self._finish(row, row.status, ErrorCode.RECORDER_LOST, f"recorder did not start: {exc.strerror}")
+            return
+        self._procs[row.task_id] = proc
+        self.store.set_running(row.task_id, proc.pid)
+        self.store.set_status(row.task_id, row.status.model_copy(update={"message": "starting"}))
+        logs.event(log, "recorder started", task_id=row.task_id, pid=proc.pid)
+        self._watch(row.task_id, proc.pid, proc)
+
+    def _watch(self, task_id: str, pid: int, proc: asyncio.subprocess.Process | None) -> None:
+        self._watchers[task_id] = asyncio.create_task(self._watch_loop(task_id, pid, proc))
+
+    async def _watch_loop(self, task_id: str, pid: int, proc: asyncio.subprocess.Process | None) -> None:
+        """Mirror the status file into the store until the task finishes or the recorder dies."""
+        status_file = self.task_dir(task_id) / "status.json"
+        last_raw = b""
+        try:
+            while True:
+                exited = (proc.returncode is not None) if proc else not _recorder_alive(pid, task_id)
+                raw = _read_bytes(status_file)
+                if raw and raw != last_raw:
+                    last_raw = raw
+                    status = _parse_status(raw)
+                    row = self.store.get(task_id)
+                    if status is not None and row is not None:
+                        status = self._complete(status, row)
+                        if status.status is Phase.FINISHED:
+                            self.store.set_status(task_id, status, RunState.DONE)
+                            logs.event(log, "task finished", task_id=task_id,
+                                       error=status.result.error_code)
+                            break
+                        self.store.set_status(task_id, status)
+                if exited:
+                    row = self.store.get(task_id)
+                    if row is not None:
+                        code = proc.returncode if proc else None
+                        self._finish_from_files(row, lost_reason=f"recorder exited (code {code}) before finishing")
+                    break
+                if proc is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(proc.wait()), self.settings.status_poll_seconds)
+                else:
+                    await asyncio.sleep(self.settings.status_poll_seconds)
+        finally:
+            self._watchers.pop(task_id, None)
+        if proc is not None:
+            asyncio.create_task(self._reap(task_id, proc))
+        await self._pump()
+
+    async def _reap(self, task_id: str, proc: asyncio.subprocess.Process) -> None:
+        try:
+            await asyncio.wait_for(proc.wait(), _EXIT_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            logs.event(log, "recorder did not exit after finishing; killing it", logging.WARNING,
+                       task_id=task_id, pid=proc.pid)
+            await terminate_pids({proc.pid}, grace=5.0)
+        finally:
+            self._procs.pop(task_id, None)
+
+    def _complete(self, status: RecorderStatus, row: TaskRow) -> RecorderStatus:
+        """Fill what the recorder may not know (create time) from our row."""
+        if status.create_time is None:
+            status = status.model_copy(update={"create_time": row.created})
+        if status.task_id != row.task_id:
+            status = status.model_copy(update={"task_id": row.task_id})
+        return status
+
+    def _finish_from_files(self, row: TaskRow, lost_reason: str) -> None:
+        status = _parse_status(_read_bytes(self.task_dir(row.task_id) / "status.json"))
+        if status is not None:
+            status = self._complete(status, row)
+            if status.status is Phase.FINISHED:
+                self.store.set_status(row.task_id, status, RunState.DONE)
+                return
+        self._finish(row, status or row.status, ErrorCode.RECORDER_LOST, lost_reason)
+
+    def _finish(self, row: TaskRow, status: RecorderStatus, code: ErrorCode, message: str) -> None:
+        now = logs.now()
+        final = status.model_copy(
+            update={
+                "status": Phase.FINISHED,
+                "finish_time": now,
+                "stop_time": status.stop_time or (now if status.start_time else None),
+                "message": message,
+                "result": Result(error_code=code, error_message=message, videos=status.result.videos),
+            }
+        )
+        self.store.set_status(row.task_id, self._complete(final, row), RunState.DONE)
+        logs.event(log, "task ended without a recorder result", logging.WARNING,
+                   task_id=row.task_id, error=code.value, reason=message)
+
+
+# ---------------------------------------------------------------- process helpers
+
+
+def _recorder_alive(pid: int, task_id: str) -> bool:
+    """True when `pid` runs and is our recorder for `task_id` (guards against pid reuse)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has finished
+        return False
+    return task_id.encode() in cmdline
+
+
+async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
+    """SIGTERM each process group, then SIGKILL what is left after `grace` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = asyncio.get_running_loop().time() + grace
+    remaining = set(pids)
+    while remaining and asyncio.get_running_loop().time() < deadline:
+        remaining = {p for p in remaining if _pid_exists(p)}
+        await asyncio.sleep(0.1)
+    for pid in remaining:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _parse_status(raw: bytes) -> RecorderStatus | None:
+    if not raw:
+        return None
+    try:
+        return RecorderStatus.model_validate(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,196 @@
+"""The OpenAPI 3.1 description of the Action protocol, generated from the protocol models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from webrecord import __version__
+from webrecord.adapter import protocol_models as pm
+from webrecord.adapter.errors import AdapterErrorCode
+from webrecord.api.models import ErrorCode as ResultErrorCode
+from webrecord.api.models import Phase
+
+_REF = "#/components/schemas/{model}"
+
+
+def _envelope(action: str, data_ref: str | None, required_data: bool = True) -> dict[str, Any]:
+    props: dict[str, Any] = {"Action": {"const": action}}
+    if data_ref:
+        props["Data"] = {"$ref": _REF.format(model=data_ref)}
+    return {
+        "type": "object",
+        "properties": props,
+        "required": ["Action", "Data"] if required_data else ["Action"],
+        "additionalProperties": False,
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    models = [pm.StartData, pm.TaskData, pm.ListData]
+    _, defs = models_json_schema(
+        [(model, "validation") for model in models], ref_template=_REF
+    )
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    for action in pm.ActionName:
+        model = pm.DATA_MODELS[action]
+        schemas[f"{action.value}Request"] = _envelope(
+            action.value, model.__name__, required_data=action is not pm.ActionName.LIST
+        )
+    request_id = {"type": "string", "description": "Fresh for every reply (a UUID)"}
+    video = {
+        "type": "object",
+        "properties": {
+            "Filename": {"type": "string"},
+            "FileSize": {"type": "integer"},
+            "FileDuration": {"type": "number", "description": "Seconds"},
+            "FileId": {"type": "string"},
+            "FileURL": {"type": "string"},
+        },
+        "required": ["Filename", "FileSize", "FileDuration"],
+    }
+    time_field = {"type": "integer", "description": "Unix seconds; present only once it happened"}
+    schemas.update(
+        {
+            "TaskReply": {
+                "type": "object",
+                "properties": {"TaskID": {"type": "string"}, "RequestID": request_id},
+                "required": ["TaskID", "RequestID"],
+            },
+            "Video": video,
+            "Result": {
+                "type": "object",
+                "properties": {
+                    "ErrorCode": {
+                        "type": "string",
+                        "enum": [""] + [c.value for c in ResultErrorCode],
+                        "description": "Empty when the task succeeded",
+                    },
+                    "ErrorMessage": {"type": "string"},
+                    "Videos": {"type": "array", "items": {"$ref": _REF.format(model="Video")}},
+                },
+                "required": ["ErrorCode", "ErrorMessage", "Videos"],
+            },
+            "Task": {
+                "type": "object",
+                "properties": {
+                    "TaskID": {"type": "string"},
+                    "Status": {"type": "string", "enum": [p.value for p in Phase]},
+                    "CreateTime": time_field,
+                    "StartTime": time_field,
+                    "CancelTime": time_field,
+                    "StopTime": time_field,
+                    "FinishTime": time_field,
+                    "Result": {"$ref": _REF.format(model="Result")},
+                },
+                "required": ["TaskID", "Status", "Result"],
+            },
+            "DescribeReply": {
+                "allOf": [
+                    {"$ref": _REF.format(model="Task")},
+                    {"type": "object", "properties": {"RequestID": request_id},
+                     "required": ["RequestID"]},
+                ]
+            },
+            "ListReply": {
+                "type": "object",
+                "properties": {
+                    "TotalCount": {"type": "integer"},
+                    "Offset": {"type": "integer"},
+                    "Limit": {"type": "integer"},
+                    "Tasks": {"type": "array", "items": {"$ref": _REF.format(model="Task")}},
+                    "RequestID": request_id,
+                },
+                "required": ["TotalCount", "Offset", "Limit", "Tasks", "RequestID"],
+            },
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "ErrorCode": {"type": "string", "enum": [c.value for c in AdapterErrorCode]},
+                    "ErrorMessage": {"type": "string", "description": "Names the field and the rule"},
+                    "RequestID": request_id,
+                },
+                "required": ["ErrorCode", "ErrorMessage", "RequestID"],
+            },
+        }
+    )
+    error_response = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "webrecord Action protocol",
+            "version": __version__,
+            "description": (
+                "Record web pages to video. One endpoint: POST / with {\"Action\", \"Data\"}. "
+                "Authentication: API gateway application signature (Authorization: hmac id=, "
+                "algorithm=, headers=, signature= over x-date, method, Accept, Content-Type, "
+                "Content-MD5 and path), X-Date within 15 minutes, each signature usable once."
+            ),
+        },
+        "paths": {
+            "/": {
+                "post": {
+                    "operationId": "action",
+                    "summary": "Start, Pause, Resume, Refresh, Stop, Cancel, Describe or List",
+                    "security": [{"AppSignature": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": _REF.format(model=f"{a.value}Request")}
+                                        for a in pm.ActionName
+                                    ],
+                                    "discriminator": {"propertyName": "Action"},
+                                },
+                                "examples": {
+                                    name: {"value": body} for name, body in pm.EXAMPLES.items()
+                                },
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Start and controls: TaskReply; Describe: "
+                            "DescribeReply; List: ListReply",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": _REF.format(model="TaskReply")},
+                                            {"$ref": _REF.format(model="DescribeReply")},
+                                            {"$ref": _REF.format(model="ListReply")},
+                                        ]
+                                    }
+                                }
+                            },
+                        },
+                        **{str(s): error_response for s in (400, 401, 404, 408, 409, 413, 429, 503)},
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "responses": {"200": {"description": "Serving"}, "503": error_response},
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "AppSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": 'hmac id="ApiAppKey", algorithm="hmac-sha1", '
+                    'headers="x-date", signature="..."',
+                }
+            },
+        },
+    }

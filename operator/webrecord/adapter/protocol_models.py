@@ -1,0 +1,447 @@
+"""The legacy protocol's request shapes (PascalCase names) and their translation to our models.
+
+Everything that knows the protocol's field names lives here: parsing an envelope, turning
+validation errors into `InvalidParam`/`MissingParam` messages that name the field
+("Data.Width: must be between 0 and 2560"), and `to_spec()`, the one translation from a Start's
+Data to `webrecord.api.models.RecordingSpec`. Replies are built by `webrecord.api.protocol`.
+
+Types are strict: "1280" is not a Width and 1 is not a ManualStart. Unknown fields are errors
+(a typo must not silently fall back to a default). `null` and, for optional text fields, ""
+mean "not given".
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from typing import Any, Literal
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from webrecord.adapter.errors import AdapterErrorCode, ApiError
+from webrecord.api import models as m
+
+TASK_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_URL_PATTERN = r"^https?://"
+_HEX32 = r"^[0-9a-fA-F]{32}$"
+
+
+class ProtocolModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: Any) -> Any:
+        # Legacy clients send "" for "not set" in optional text fields.
+        field = cls.model_fields[info.field_name]
+        if value == "" and not field.is_required() and field.default is None:
+            return None
+        return value
+
+
+class CosData(ProtocolModel):
+    Domain: str | None = Field(None, max_length=1024, description="Public domain for FileURL")
+    Bucket: str | None = Field(None, max_length=255)
+    Region: str | None = Field(None, max_length=64)
+    TargetDir: str | None = Field(None, max_length=1024, description="Default: the task id")
+    TargetName: str | None = Field(None, max_length=255, description="Default: stop timestamp")
+
+
+class MediaInfoData(ProtocolModel):
+    MediaName: str | None = Field(None, max_length=256)
+    ExpireTime: str | None = Field(None, max_length=64, description="ISO 8601")
+    StorageRegion: str | None = Field(None, max_length=64)
+    ClassId: int | None = Field(None, ge=0, le=2**31 - 1)
+    SourceContext: str | None = Field(None, max_length=250)
+
+
+class ProcedureInfoData(ProtocolModel):
+    Procedure: str | None = Field(None, max_length=256)
+    SessionContext: str | None = Field(None, max_length=1000)
+
+
+class VodData(ProtocolModel):
+    MediaInfo: MediaInfoData | None = None
+    ProcedureInfo: ProcedureInfoData | None = None
+    SubAppId: int | None = Field(None, ge=0, le=2**31 - 1)
+
+
+class VideoData(ProtocolModel):
+    Muxer: Literal["mp4", "hls"] | None = Field(None, description="Default mp4")
+    EncryptKey: str | None = Field(
+        None, pattern=_HEX32, description="AES-128 key, 32 hex digits; HLS only"
+    )
+    AuthUrl: str | None = Field(None, max_length=8192, description="Key URI in the HLS playlist")
+
+    @model_validator(mode="after")
+    def _key_needs_hls(self) -> "VideoData":
+        if self.EncryptKey and self.Muxer != "hls":
+            raise ValueError("EncryptKey requires Muxer 'hls'")
+        return self
+
+
+class OutputData(ProtocolModel):
+    Cos: CosData | None = None
+    Vod: VodData | None = None
+    Video: VideoData | None = None
+
+
+class StartData(ProtocolModel):
+    RecordURL: str = Field(min_length=1, max_length=8192, pattern=_URL_PATTERN)
+    ManualStart: bool | None = Field(None, description="Wait for window.startRecord()")
+    Width: int | None = Field(None, ge=0, le=m.MAX_DIMENSION, description="0 or unset: 1280")
+    Height: int | None = Field(None, ge=0, le=m.MAX_DIMENSION, description="0 or unset: 720")
+    CallbackURL: str | None = Field(None, max_length=8192, pattern=_URL_PATTERN)
+    MaxDurationLimit: int | None = Field(
+        None, ge=0, le=m.MAX_DURATION_LIMIT_S, description="Seconds; 0 or unset: 21600"
+    )
+    StorageType: Literal["cos", "cfs"] | None = Field(None, description="Default cfs")
+    Output: OutputData | None = None
+
+
+class TaskData(ProtocolModel):
+    TaskID: str = Field(min_length=1, max_length=63, pattern=TASK_ID_PATTERN)
+
+
+class ListData(ProtocolModel):
+    Offset: int | None = Field(None, ge=0, le=10**9, description="Default 0")
+    Limit: int | None = Field(None, ge=1, le=100, description="Default 20")
+
+
+class ActionName(str, enum.Enum):
+    START = "Start"
+    PAUSE = "Pause"
+    RESUME = "Resume"
+    REFRESH = "Refresh"
+    STOP = "Stop"
+    CANCEL = "Cancel"
+    DESCRIBE = "Describe"
+    LIST = "List"
+
+
+DATA_MODELS: dict[ActionName, type[ProtocolModel]] = {
+    ActionName.START: StartData,
+    ActionName.PAUSE: TaskData,
+    ActionName.RESUME: TaskData,
+    ActionName.REFRESH: TaskData,
+    ActionName.STOP: TaskData,
+    ActionName.CANCEL: TaskData,
+    ActionName.DESCRIBE: TaskData,
+    ActionName.LIST: ListData,
+}
+
+CONTROL_ACTIONS: dict[ActionName, m.Action] = {
+    ActionName.PAUSE: m.Action.PAUSE,
+    ActionName.RESUME: m.Action.RESUME,
+    ActionName.REFRESH: m.Action.REFRESH,
+    ActionName.STOP: m.Action.STOP,
+    ActionName.CANCEL: m.Action.CANCEL,
+}
+
+_ENVELOPE_FIELDS = ("Action", "Data")
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Bytes -> JSON value, or MalformedBody naming what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(AdapterErrorCode.MALFORMED_BODY, f"body: not UTF-8 (byte {exc.start})")
+    if not text.strip():
+        raise ApiError(AdapterErrorCode.MALFORMED_BODY, "body: empty; expected a JSON object")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            AdapterErrorCode.MALFORMED_BODY,
+            f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+        )
+    except RecursionError:
+        raise ApiError(AdapterErrorCode.MALFORMED_BODY, "body: JSON nested too deeply")
+    except ValueError as exc:  # NaN/Infinity, integers with too many digits
+        raise ApiError(AdapterErrorCode.MALFORMED_BODY, f"body: not valid JSON ({exc})")
+
+
+def parse_envelope(body: Any) -> tuple[ActionName, ProtocolModel]:
+    """A decoded JSON body -> (action, validated Data), or the ApiError that names the field."""
+    if not isinstance(body, dict):
+        raise ApiError(
+            AdapterErrorCode.MALFORMED_BODY,
+            f"body: must be a JSON object with Action and Data, got {_json_type(body)}",
+        )
+    for key in body:
+        if key not in _ENVELOPE_FIELDS:
+            raise ApiError(
+                AdapterErrorCode.INVALID_PARAM,
+                f"{_short(key)}: unknown field (the envelope has only Action and Data)",
+            )
+    if "Action" not in body or body["Action"] is None:
+        raise ApiError(AdapterErrorCode.MISSING_PARAM, "Action: required")
+    raw_action = body["Action"]
+    if not isinstance(raw_action, str):
+        raise ApiError(
+            AdapterErrorCode.INVALID_PARAM, f"Action: must be a string, got {_json_type(raw_action)}"
+        )
+    try:
+        action = ActionName(raw_action)
+    except ValueError:
+        known = ", ".join(a.value for a in ActionName)
+        raise ApiError(
+            AdapterErrorCode.UNSUPPORTED_ACTION,
+            f"Action: {_short(raw_action)!r} is not supported (one of: {known})",
+        )
+    data = body.get("Data")
+    if data is None:
+        if action is ActionName.LIST:
+            data = {}
+        else:
+            raise ApiError(AdapterErrorCode.MISSING_PARAM, "Data: required")
+    if not isinstance(data, dict):
+        raise ApiError(
+            AdapterErrorCode.INVALID_PARAM, f"Data: must be a JSON object, got {_json_type(data)}"
+        )
+    model = DATA_MODELS[action]
+    try:
+        return action, model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, model, prefix=("Data",))
+
+
+# ---------------------------------------------------------------- error messages
+
+
+def validation_error(exc: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> ApiError:
+    """The first problem of a ValidationError as an ApiError naming the field and the rule."""
+    errors = exc.errors(include_url=False)
+    # Report a missing field first: it is usually the root cause of the others.
+    errors.sort(key=lambda e: e["type"] != "missing")
+    first = errors[0]
+    loc = tuple(str(p) for p in first["loc"])
+    path = ".".join(prefix + tuple(_short(p, 40) for p in loc)) or "body"
+    code = (
+        AdapterErrorCode.MISSING_PARAM if first["type"] == "missing" else AdapterErrorCode.INVALID_PARAM
+    )
+    message = f"{path}: {_rule(first, model, loc)}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return ApiError(code, message)
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "model_type": "a JSON object",
+    "model_attributes_type": "a JSON object",
+    "dict_type": "a JSON object",
+}
+
+
+def _rule(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}, got {_json_type(error.get('input'))}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        low, high = _bounds(model, loc)
+        if low is not None and high is not None:
+            return f"must be between {low} and {high}"
+        if low is not None:
+            return f"must be at least {low}"
+        return f"must be at most {high}"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"must have at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_WORDS.get(ctx.get("pattern", ""), "has an invalid format")
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {_short(error.get('input'))!r}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error") or error.get("msg", "invalid value"))
+    return "invalid value"
+
+
+_PATTERN_WORDS = {
+    _URL_PATTERN: "must be an http:// or https:// URL",
+    _HEX32: "must be 32 hexadecimal digits (a 128-bit AES key)",
+    TASK_ID_PATTERN: "not a task id (lowercase letters, digits and '-')",
+}
+
+
+def _bounds(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[Any, Any]:
+    """The ge/le limits declared on the field at `loc` (for "must be between A and B")."""
+    current: Any = model
+    info = None
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None, None
+        info = current.model_fields.get(part)
+        if info is None:
+            return None, None
+        current = _unwrap(info.annotation)
+    low = high = None
+    for meta in info.metadata if info else []:
+        if isinstance(meta, annotated_types.Ge):
+            low = meta.ge
+        elif isinstance(meta, annotated_types.Gt):
+            low = meta.gt
+        elif isinstance(meta, annotated_types.Le):
+            high = meta.le
+        elif isinstance(meta, annotated_types.Lt):
+            high = meta.lt
+    return low, high
+
+
+def _unwrap(annotation: Any) -> Any:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 64) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- translation
+
+
+def to_spec(data: StartData) -> m.RecordingSpec:
+    """The one translation from a Start's Data to our RecordingSpec (defaults applied there)."""
+    spec: dict[str, Any] = {"record_url": data.RecordURL}
+    for name, attr in (
+        ("manual_start", "ManualStart"),
+        ("width", "Width"),
+        ("height", "Height"),
+        ("callback_url", "CallbackURL"),
+        ("max_duration_limit", "MaxDurationLimit"),
+        ("storage_type", "StorageType"),
+    ):
+        value = getattr(data, attr)
+        if value is not None:
+            spec[name] = value
+    output: dict[str, Any] = {}
+    if data.Output is not None:
+        if data.Output.Cos is not None:
+            output["cos"] = _snake(data.Output.Cos)
+        if data.Output.Vod is not None:
+            vod = data.Output.Vod
+            output["vod"] = {
+                "media_info": _snake(vod.MediaInfo) if vod.MediaInfo else None,
+                "procedure_info": _snake(vod.ProcedureInfo) if vod.ProcedureInfo else None,
+                "sub_app_id": vod.SubAppId,
+            }
+        if data.Output.Video is not None:
+            output["video"] = _snake(data.Output.Video)
+    spec["output"] = output
+    try:
+        return m.RecordingSpec.model_validate(spec)
+    except ValidationError as exc:  # every rule is also checked above; this is a safety net
+        first = exc.errors(include_url=False)[0]
+        path = ".".join(["Data", *(_pascal(str(p)) for p in first["loc"])])
+        raise ApiError(AdapterErrorCode.INVALID_PARAM, f"{path}: {first['msg']}")
+
+
+def _snake(model: ProtocolModel) -> dict[str, Any]:
+    from pydantic.alias_generators import to_snake
+
+    return {to_snake(k): v for k, v in model.model_dump(exclude_none=True).items()}
+
+
+def _pascal(name: str) -> str:
+    if name in ("record_url", "callback_url"):
+        return name.split("_")[0].capitalize() + "URL"
+    from pydantic.alias_generators import to_pascal
+
+    return to_pascal(name)
+
+
+# ---------------------------------------------------------------- documentation examples
+
+# The bodies the protocol's documentation shows; the OpenAPI description carries them and a
+# test sends each one through real HTTP.
+EXAMPLE_TASK_ID = "wr-0123456789abcdef01234567"
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "Start": {
+        "Action": "Start",
+        "Data": {
+            "RecordURL": "https://example.com/classroom?room=1",
+            "ManualStart": False,
+            "Width": 1280,
+            "Height": 720,
+            "CallbackURL": "https://example.com/webrecord/callback",
+            "MaxDurationLimit": 3600,
+            "StorageType": "cos",
+            "Output": {
+                "Cos": {
+                    "Domain": "https://media.example.com",
+                    "Bucket": "records-1250000000",
+                    "Region": "ap-guangzhou",
+                    "TargetDir": "class/2026-11-25",
+                    "TargetName": "room-1",
+                },
+                "Vod": {
+                    "MediaInfo": {
+                        "MediaName": "room 1",
+                        "ExpireTime": "2027-11-25T00:00:00Z",
+                        "StorageRegion": "ap-guangzhou",
+                        "ClassId": 0,
+                        "SourceContext": "room=1",
+                    },
+                    "ProcedureInfo": {"Procedure": "transcode-720p", "SessionContext": "abc"},
+                    "SubAppId": 1500000000,
+                },
+                "Video": {
+                    "Muxer": "hls",
+                    "EncryptKey": "00112233445566778899aabbccddeeff",
+                    "AuthUrl": "https://example.com/hls-key",
+                },
+            },
+        },
+    },
+    "StartMinimal": {"Action": "Start", "Data": {"RecordURL": "https://example.com/"}},
+    "Pause": {"Action": "Pause", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "Resume": {"Action": "Resume", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "Refresh": {"Action": "Refresh", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "Stop": {"Action": "Stop", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "Cancel": {"Action": "Cancel", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "Describe": {"Action": "Describe", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "List": {"Action": "List", "Data": {"Offset": 0, "Limit": 20}},
+}

@@ -1,0 +1,362 @@
+"""The HTTP server: `POST /` (the Action protocol), `GET /healthz`, `GET /openapi.json`.
+
+Every reply is JSON and carries a fresh RequestID (also in the `X-Request-ID` header). Errors
+are `{"ErrorCode", "ErrorMessage", "RequestID"}` with an HTTP status matching the class of error;
+an unexpected exception is logged with its trace and the RequestID, and the caller gets only
+`InternalError` and the RequestID.
+
+Limits against abusive clients: bodies above `max_body_bytes` are refused with RequestTooLarge
+(from Content-Length before reading, or while reading); a body that does not arrive within
+`body_timeout_seconds` gets RequestTimeout and the connection is closed; a connection that has not
+completed a request's headers within `header_timeout_seconds` (of opening, or of the previous
+reply) is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from webrecord import logs
+from webrecord.adapter import protocol_models as pm
+from webrecord.adapter.auth import Authenticator, SignedRequest, load_keys
+from webrecord.adapter.backends.base import (
+    ANONYMOUS_OWNER,
+    ActionNotAllowed,
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    CapacityExceeded,
+    TaskNotFound,
+)
+from webrecord.adapter.errors import INTERNAL_MESSAGE, AdapterErrorCode, ApiError
+from webrecord.adapter.openapi import openapi_document
+from webrecord.adapter.settings import AdapterSettings
+from webrecord.adapter.ssrf import UrlPolicy
+from webrecord.api.models import RecordingTask
+from webrecord.api.protocol import describe_body
+
+log = logging.getLogger(__name__)
+
+BACKEND_KEY: web.AppKey[Backend] = web.AppKey("backend", Backend)
+SETTINGS_KEY: web.AppKey[AdapterSettings] = web.AppKey("settings", AdapterSettings)
+
+_BACKEND_ERRORS: dict[type[BackendError], AdapterErrorCode] = {
+    TaskNotFound: AdapterErrorCode.TASK_NOT_FOUND,
+    ActionNotAllowed: AdapterErrorCode.INVALID_ACTION,
+    CapacityExceeded: AdapterErrorCode.LIMIT_EXCEEDED,
+    BackendUnavailable: AdapterErrorCode.BACKEND_UNAVAILABLE,
+}
+
+
+def new_task_id() -> str:
+    # A valid Kubernetes name and RecordingTask id: "wr-" + 96 random bits.
+    return "wr-" + secrets.token_hex(12)
+
+
+class ActionHandler:
+    """POST /: authenticate, parse, dispatch to the backend, shape the reply."""
+
+    def __init__(
+        self,
+        settings: AdapterSettings,
+        backend: Backend,
+        authenticator: Authenticator | None,
+        url_policy: UrlPolicy,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.auth = authenticator
+        self.urls = url_policy
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        request_id: str = request["request_id"]
+        body = await self._read_body(request)
+        owner = self._authenticate(request, body)
+        action, data = pm.parse_envelope(pm.parse_json(body))
+        request["action"] = action.value
+        reply = await self._dispatch(action, data, owner)
+        reply["RequestID"] = request_id
+        return _json(reply, 200, request_id)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(
+                AdapterErrorCode.REQUEST_TOO_LARGE, f"body: larger than {limit} bytes"
+            )
+        try:
+            return await asyncio.wait_for(request.read(), self.settings.body_timeout_seconds)
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(AdapterErrorCode.REQUEST_TOO_LARGE, f"body: larger than {limit} bytes")
+        except asyncio.TimeoutError:
+            request["close_connection"] = True
+            raise ApiError(
+                AdapterErrorCode.REQUEST_TIMEOUT,
+                f"body: not received within {self.settings.body_timeout_seconds:g} seconds",
+            )
+
+    def _authenticate(self, request: web.Request, body: bytes) -> str:
+        if self.auth is None:
+            return ANONYMOUS_OWNER
+        signed = SignedRequest(
+            method=request.method,
+            path=request.rel_url.path,
+            query={k: v for k, v in request.rel_url.query.items()},
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        return self.auth.verify(signed)
+
+    async def _dispatch(self, action: pm.ActionName, data: Any, owner: str) -> dict[str, Any]:
+        try:
+            if action is pm.ActionName.START:
+                return await self._start(data, owner)
+            if action is pm.ActionName.DESCRIBE:
+                status = await self.backend.describe(data.TaskID, owner)
+                return describe_body(status)
+            if action is pm.ActionName.LIST:
+                offset = data.Offset or 0
+                limit = data.Limit or 20
+                page = await self.backend.list(owner, offset, limit)
+                return {
+                    "TotalCount": page.total,
+                    "Offset": offset,
+                    "Limit": limit,
+                    "Tasks": [describe_body(s) for s in page.tasks],
+                }
+            await self.backend.control(data.TaskID, owner, pm.CONTROL_ACTIONS[action])
+            return {"TaskID": data.TaskID}
+        except BackendError as exc:
+            code = next(c for t, c in _BACKEND_ERRORS.items() if isinstance(exc, t))
+            raise ApiError(code, exc.message)
+
+    async def _start(self, data: pm.StartData, owner: str) -> dict[str, Any]:
+        spec = pm.to_spec(data)
+        await self.urls.check("Data.RecordURL", spec.record_url)
+        if spec.callback_url:
+            await self.urls.check("Data.CallbackURL", spec.callback_url)
+        task = RecordingTask(task_id=new_task_id(), spec=spec, create_time=logs.now())
+        await self.backend.start(task, owner)
+        logs.event(log, "task created", task_id=task.task_id, owner=owner)
+        return {"TaskID": task.task_id}
+
+
+def _json(body: dict[str, Any], status: int, request_id: str) -> web.Response:
+    return web.json_response(body, status=status, headers={"X-Request-ID": request_id})
+
+
+_HTTP_ERRORS = {
+    404: (AdapterErrorCode.NOT_FOUND, "path: not found (the protocol is POST /)"),
+    405: (AdapterErrorCode.METHOD_NOT_ALLOWED, "method: not allowed (the protocol is POST /)"),
+    413: (AdapterErrorCode.REQUEST_TOO_LARGE, "body: too large"),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Fresh RequestID per request; every failure becomes the protocol's error body."""
+    request_id = str(uuid.uuid4())
+    request["request_id"] = request_id
+    protocol = request.protocol
+    if isinstance(protocol, GuardedRequestHandler):
+        protocol.disarm()
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = _json(exc.body(request_id), exc.status, request_id)
+        logs.event(log, "request refused", logging.INFO, request_id=request_id,
+                   action=request.get("action"), error=exc.code.value, message=exc.message)
+    except web.HTTPException as exc:
+        code, message = _HTTP_ERRORS.get(
+            exc.status, (AdapterErrorCode.INVALID_PARAM, f"request: {exc.reason}")
+        )
+        if exc.status >= 500:
+            code, message = AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE
+        err = ApiError(code, message)
+        response = _json(err.body(request_id), exc.status, request_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("internal error", extra={"fields": {"request_id": request_id}})
+        err = ApiError(AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE)
+        response = _json(err.body(request_id), 500, request_id)
+    finally:
+        if isinstance(protocol, GuardedRequestHandler):
+            protocol.arm()
+    if request.get("close_connection"):
+        response.force_close()
+    logs.event(log, "request", logging.DEBUG, request_id=request_id, path=request.path,
+               action=request.get("action"), status=response.status,
+               ms=round((time.monotonic() - started) * 1000, 2))
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    request_id = request["request_id"]
+    backend = request.app[BACKEND_KEY]
+    try:
+        details = await backend.health()
+    except BackendError as exc:
+        err = ApiError(AdapterErrorCode.BACKEND_UNAVAILABLE, exc.message)
+        return _json(err.body(request_id), 503, request_id)
+    return _json({"ok": True, **details, "RequestID": request_id}, 200, request_id)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app["openapi"])
+
+
+def build_app(
+    settings: AdapterSettings,
+    backend: Backend,
+    authenticator: Authenticator | None = None,
+) -> web.Application:
+    """The aiohttp application. `authenticator=None` with `settings.auth_enabled` loads keys."""
+    if settings.auth_enabled and authenticator is None:
+        authenticator = make_authenticator(settings)
+    if not settings.auth_enabled:
+        authenticator = None
+        logs.event(
+            log,
+            "AUTHENTICATION IS OFF: anyone who can reach this port can start recordings; "
+            "use only on a trusted machine",
+            logging.WARNING,
+            host=settings.host,
+            port=settings.port,
+        )
+    policy = UrlPolicy(
+        allow=settings.url_allow,
+        allow_loopback=settings.loopback_allowed(),
+        deny_private=settings.url_deny_private,
+        resolve_timeout=settings.url_resolve_timeout_seconds,
+    )
+    # client_max_size bounds what request.read() accepts; one extra KiB so our own check,
+    # with the better message, triggers first on a declared Content-Length.
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[BACKEND_KEY] = backend
+    app[SETTINGS_KEY] = settings
+    app["openapi"] = openapi_document()
+    app.router.add_post("/", ActionHandler(settings, backend, authenticator, policy))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/openapi.json", openapi)
+
+    async def _open(_: web.Application) -> None:
+        await backend.open()
+
+    async def _close(_: web.Application) -> None:
+        await backend.close()
+
+    app.on_startup.append(_open)
+    app.on_cleanup.append(_close)
+    return app
+
+
+def make_authenticator(settings: AdapterSettings) -> Authenticator:
+    if settings.auth_keys_file is None and settings.auth_keys_dir is None:
+        raise ValueError(
+            "authentication is on but no keys are configured: set --auth-keys FILE "
+            "(WEBRECORD_ADAPTER_AUTH_KEYS_FILE) or WEBRECORD_ADAPTER_AUTH_KEYS_DIR, or --no-auth"
+        )
+    keys = load_keys(settings.auth_keys_file, settings.auth_keys_dir)
+    if not keys:
+        raise ValueError("authentication is on but the key file/dir holds no keys")
+    logs.event(log, "application keys loaded", count=len(keys))
+    return Authenticator(
+        keys,
+        max_skew=settings.auth_max_skew_seconds,
+        require_content_md5=settings.auth_require_content_md5,
+        replay_cache_size=settings.auth_replay_cache_size,
+    )
+
+
+# ---------------------------------------------------------------- connection guard
+
+
+class GuardedRequestHandler(RequestHandler):
+    """Closes a connection that has not started a request within `header_timeout` seconds."""
+
+    header_timeout: float = 15.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._guard: asyncio.TimerHandle | None = None
+        self.arm()
+
+    def arm(self) -> None:
+        self.disarm()
+        self._guard = asyncio.get_running_loop().call_later(self.header_timeout, self._expire)
+
+    def disarm(self) -> None:
+        guard = getattr(self, "_guard", None)
+        if guard is not None:
+            guard.cancel()
+            self._guard = None
+
+    def _expire(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.disarm()
+        super().connection_lost(exc)
+
+
+class _GuardedServer(web.Server):
+    header_timeout: float = 15.0
+
+    def __call__(self) -> RequestHandler:
+        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.header_timeout = self.header_timeout
+        return handler
+
+
+class AdapterRunner(web.AppRunner):
+    """AppRunner whose connections are guarded against slow clients."""
+
+    def __init__(self, app: web.Application, header_timeout: float, **kwargs: Any) -> None:
+        kwargs.setdefault("access_log", None)
+        kwargs.setdefault("keepalive_timeout", 75.0)
+        super().__init__(app, **kwargs)
+        self._header_timeout = header_timeout
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # Same server, our connection class (aiohttp has no header-read timeout of its own).
+        server.__class__ = _GuardedServer
+        server.header_timeout = self._header_timeout  # type: ignore[attr-defined]
+        return server
+
+
+async def serve(
+    settings: AdapterSettings,
+    backend: Backend,
+    stop: asyncio.Event,
+    port_file: Path | None = None,
+) -> None:
+    """Run until `stop` is set. Used by `webrecord serve`; `port_file` receives the bound port."""
+    app = build_app(settings, backend)
+    runner = AdapterRunner(app, settings.header_timeout_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    address = site._server.sockets[0].getsockname() if site._server else (settings.host, settings.port)  # type: ignore[union-attr]
+    if port_file is not None:
+        tmp = port_file.with_suffix(port_file.suffix + ".tmp")
+        tmp.write_text(str(address[1]))
+        tmp.replace(port_file)
+    logs.event(log, "adapter listening", host=address[0], port=address[1], backend=backend.name,
+               auth=settings.auth_enabled)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
