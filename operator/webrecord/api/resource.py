@@ -1,0 +1,83 @@
+"""The WebRecording custom resource: names and the `.status` model.
+
+The spec is `webrecord.api.models.RecordingSpec`; the status below reuses the protocol's
+`Phase`, `TaskTimes` and `Result`, plus what a Kubernetes user expects (conditions,
+observedGeneration) and what the operator needs to survive its own restart (observedActionSeq,
+podName). `webrecord.api.crd` generates the CRD's schema from both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from webrecord.api.models import Phase, RecorderStatus, Result, TaskTimes, WireModel
+
+GROUP = "webrecord.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "WebRecording"
+PLURAL = "webrecordings"
+SINGULAR = "webrecording"
+SHORT_NAMES = ["wrec"]
+CATEGORIES = ["webrecord"]
+
+# Labels and annotations the operator puts on what it creates.
+LABEL_TASK = f"{GROUP}/task"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+FINALIZER = f"{GROUP}/stop-recording"
+
+
+class Condition(WireModel):
+    """A standard Kubernetes condition (metav1.Condition's shape)."""
+
+    type: str = Field(max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(max_length=1024)
+    message: str = Field("", max_length=32768)
+    last_transition_time: str = Field(description="RFC 3339 time of the last status change")
+    observed_generation: int | None = Field(None, ge=0)
+
+
+class WebRecordingStatus(TaskTimes):
+    """`.status` of a WebRecording. Times are unix seconds, like the protocol's Describe."""
+
+    phase: Phase | None = Field(None, description="Protocol status: normal ... finished")
+    result: Result | None = None
+    recorded_seconds: float | None = Field(None, ge=0, description="Recorded (not paused) time")
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(None, ge=0)
+    observed_action_seq: int | None = Field(
+        None, ge=0, description="Highest spec.actionSeq the recorder has applied"
+    )
+    pod_name: str | None = Field(None, max_length=253)
+    message: str | None = Field(None, max_length=4096, description="Last progress or error note")
+
+
+def recorder_status(task_id: str, status: dict[str, Any] | None) -> RecorderStatus:
+    """The protocol view (Describe, callback) of a resource's `.status`.
+
+    Unknown or missing fields are tolerated: a resource that was just created has no status.
+    """
+    st = WebRecordingStatus.model_validate(_known(status or {}))
+    return RecorderStatus(
+        task_id=task_id,
+        status=st.phase or Phase.NORMAL,
+        create_time=st.create_time,
+        start_time=st.start_time,
+        cancel_time=st.cancel_time,
+        stop_time=st.stop_time,
+        finish_time=st.finish_time,
+        result=st.result or Result(),
+        recorded_seconds=st.recorded_seconds or 0.0,
+        last_action_seq=st.observed_action_seq or 0,
+        message=st.message,
+    )
+
+
+def _known(status: dict[str, Any]) -> dict[str, Any]:
+    # The status may carry fields from a newer operator; read what this version knows.
+    names = {f.alias or n for n, f in WebRecordingStatus.model_fields.items()}
+    return {k: v for k, v in status.items() if k in names and v is not None}

@@ -1,0 +1,1 @@
+"""The kopf operator: one recorder pod per WebRecording, status reflected from the recorder."""

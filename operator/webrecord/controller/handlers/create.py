@@ -1,0 +1,74 @@
+"""Creation: the per-task token secret and the recorder pod, then the initial status."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from webrecord.api.models import ErrorCode, Phase
+from webrecord.api.resource import GROUP, PLURAL, VERSION
+from webrecord.controller import pod as podlib
+from webrecord.controller import status as st
+from webrecord.controller.runtime import runtime
+from webrecord.controller.tasks import apply, phase_event
+from webrecord.logs import event
+
+log = logging.getLogger(__name__)
+
+
+def _invalid(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "spec"
+    return f"spec.{where}: {first.get('msg', 'invalid')}"
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, id="recorder")
+async def create_recorder(
+    body: kopf.Body, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+    name: str, namespace: str, memo: kopf.Memo, **_: Any,
+) -> None:
+    rt = runtime(memo)
+    current = dict(status)
+    if current.get("phase") == Phase.FINISHED.value:
+        return
+    now = time.time()
+    create_time = current.get("createTime") or int(st.created_at(body) or now)
+    try:
+        task = podlib.recording_task(body, create_time)
+        pod = podlib.build_pod(body, rt.settings)
+    except ValidationError as err:
+        # The schema already holds most rules; this is what only pydantic knows.
+        changes = st.finish({**current, "createTime": create_time}, ErrorCode.INVALID_PARAM,
+                            _invalid(err), now)
+        changes["createTime"] = create_time
+        apply(patch, changes)
+        kopf.warn(body, reason="InvalidParam", message=changes["message"])
+        return
+
+    # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
+    token = podlib.new_token()
+    if not await rt.kube.create(podlib.build_secret(body, task, token)):
+        data = await rt.kube.read_secret_data(namespace, podlib.recorder_name(name)) or {}
+        token = data.get(podlib.TOKEN_KEY, "").strip()
+    rt.tokens[(namespace, name)] = token
+    created = await rt.kube.create(pod)
+
+    changes: dict[str, Any] = {
+        "createTime": create_time,
+        "podName": pod["metadata"]["name"],
+        "phase": current.get("phase") or Phase.NORMAL.value,
+        "conditions": st.with_condition(
+            current.get("conditions"), st.COND_POD, False, "PodCreated",
+            f"recorder pod {pod['metadata']['name']} created, waiting for it to run", now,
+        ),
+    }
+    if not body.get("spec", {}).get("action"):
+        changes["observedGeneration"] = meta.get("generation") or 1
+    apply(patch, changes)
+    phase_event(body, current.get("phase"), changes["phase"], f"recorder pod {pod['metadata']['name']}")
+    event(log, "recorder pod created" if created else "recorder pod already existed",
+          task=name, namespace=namespace, pod=pod["metadata"]["name"])

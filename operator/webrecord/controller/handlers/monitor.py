@@ -1,0 +1,158 @@
+"""Supervision of an active task: a kopf timer polls its recorder and reflects the status.
+
+Per tick: read the pod (from the watch cache); a pod that ended, was deleted or never started
+ends the task with RecorderLost; otherwise GET /status, forward a pending control, reflect the
+recorder's status into `.status` (one Event per phase change) and enforce MaxDurationLimit even
+when the recorder does not stop by itself: Stop after limit + grace, then delete the pod and end
+with Timeout if it still has not finished after the finish deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from webrecord.api.models import Action, ErrorCode, Phase, RecordingSpec
+from webrecord.api.resource import GROUP, PLURAL, VERSION
+from webrecord.controller import status as st
+from webrecord.controller.recorder_client import RecorderUnreachable
+from webrecord.controller.runtime import runtime
+from webrecord.controller.settings import OperatorSettings
+from webrecord.controller.tasks import apply, finish_task, forward_action, phase_event
+from webrecord.logs import event
+
+log = logging.getLogger(__name__)
+_SETTINGS = OperatorSettings()  # interval of the timer; the rest is read from the runtime
+
+
+def _active(status: kopf.Status, **_: Any) -> bool:
+    return bool(status.get("podName")) and status.get("phase") != Phase.FINISHED.value
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, id="monitor", interval=_SETTINGS.poll_interval_s,
+            sharp=True, when=_active)
+async def monitor(
+    body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch,
+    name: str, namespace: str, memo: kopf.Memo, **_: Any,
+) -> None:
+    rt = runtime(memo)
+    settings = rt.settings
+    current = dict(status)
+    key = (namespace, name)
+    now = time.time()
+    pod = await rt.pod(namespace, name)
+
+    if pod is None:
+        await finish_task(rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
+                          f"recorder pod {current.get('podName')} was deleted before the task finished")
+        return
+
+    phase = (pod.get("status") or {}).get("phase")
+    if phase in ("Succeeded", "Failed"):
+        final = st.final_status(pod)
+        if final is not None and final.status == Phase.FINISHED:
+            changes = st.reflect(current, final, now)
+            apply(patch, changes)
+            phase_event(body, current.get("phase"), final.status.value, _result_note(final))
+            rt.forget(key)
+            return
+        code = ErrorCode.TIMEOUT if st.deadline_exceeded(pod) else ErrorCode.RECORDER_LOST
+        await finish_task(rt, body, name, dict(spec), current, patch, code, st.pod_failure(pod))
+        rt.forget(key)
+        return
+
+    base = st.pod_address(pod, settings.control_port)
+    if base is None:  # Pending: not scheduled, pulling the image, ...
+        since = st.created_at(pod) or now
+        if now - since > settings.start_deadline_s:
+            await finish_task(
+                rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
+                f"recorder pod {pod['metadata']['name']} did not start within "
+                f"{settings.start_deadline_s:g} s ({st.waiting_reason(pod)})",
+                delete_pod=True,
+            )
+            rt.forget(key)
+        return
+
+    token = await rt.token(namespace, name)
+    try:
+        rec = await rt.recorders.status(base, token)
+    except RecorderUnreachable as exc:
+        waited = rt.unreachable_for(key, now)
+        if waited > settings.unreachable_grace_s:
+            await finish_task(
+                rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
+                f"recorder in pod {pod['metadata']['name']} did not answer for {waited:.0f} s: {exc}",
+                delete_pod=True,
+            )
+            rt.forget(key)
+        return
+    rt.unreachable_since.pop(key, None)
+
+    changes: dict[str, Any] = {}
+    if not (st.condition(current, st.COND_POD) or {}).get("status") == "True":
+        changes["conditions"] = st.with_condition(
+            current.get("conditions"), st.COND_POD, True, "Reachable",
+            f"recorder in pod {pod['metadata']['name']} answers on {base}", now,
+        )
+    merged = st.merged(current, changes)
+    try:
+        changes.update(await forward_action(rt, body, dict(spec), dict(meta), merged, base, token, rec))
+    except RecorderUnreachable as exc:
+        event(log, "control not forwarded yet", logging.INFO, task=name, error=str(exc))
+    merged = st.merged(current, changes)
+    changes.update(st.reflect(merged, rec, now))
+    merged = st.merged(current, changes)
+
+    limit = RecordingSpec.model_validate(dict(spec)).max_duration_limit
+    if st.time_limit_passed(merged, rec, limit, settings.time_limit_grace_s, now):
+        changes.update(await _force_stop(rt, body, name, merged, base, token, limit, now))
+    elif st.finish_overdue(merged, rec, settings.finish_deadline_s, now):
+        apply(patch, changes)
+        await finish_task(
+            rt, body, name, dict(spec), st.merged(current, changes), patch, ErrorCode.TIMEOUT,
+            f"the recorder did not finish within {settings.finish_deadline_s:g} s after the stop "
+            f"(MaxDurationLimit {limit} s); its pod was deleted",
+            delete_pod=True,
+        )
+        rt.forget(key)
+        return
+
+    apply(patch, changes)
+    if "phase" in changes:
+        phase_event(body, current.get("phase"), changes["phase"], _result_note(rec))
+    if changes.get("phase") == Phase.FINISHED.value:
+        rt.forget(key)
+
+
+async def _force_stop(rt: Any, body: Any, name: str, status: dict[str, Any], base: str,
+                      token: str | None, limit: int, now: float) -> dict[str, Any]:
+    """The recorder outlived MaxDurationLimit: send Stop (no seq: not a user's control)."""
+    first = (st.condition(status, st.COND_TIME_LIMIT) or {}).get("status") != "True"
+    message = f"MaxDurationLimit {limit} s passed and the recorder still records: Stop sent"
+    if first:
+        kopf.warn(body, reason="TimeLimitReached", message=message)
+        event(log, "time limit reached, stopping", logging.WARNING, task=name, limit=limit)
+    changes: dict[str, Any] = {}
+    if first:
+        changes["conditions"] = st.with_condition(
+            status.get("conditions"), st.COND_TIME_LIMIT, True, "Stopped", message, now
+        )
+    try:
+        reply = await rt.recorders.control(base, token, Action.STOP, None)
+        if reply.status is not None:
+            changes.update(st.reflect(st.merged(status, changes), reply.status, now))
+    except RecorderUnreachable as exc:
+        event(log, "stop not delivered", logging.WARNING, task=name, error=str(exc))
+    return changes
+
+
+def _result_note(rec: Any) -> str:
+    if rec.status != Phase.FINISHED:
+        return rec.message or ""
+    if rec.result.error_code:
+        return f"{rec.result.error_code.value}: {rec.result.error_message or ''}"
+    return f"{len(rec.result.videos)} video file(s)"

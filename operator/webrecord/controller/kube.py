@@ -1,0 +1,95 @@
+"""The few Kubernetes API calls the handlers make, as coroutines.
+
+kopf does the watching and the patching of our own resources; pods and secrets are created and
+read with the official client, in a bounded thread pool so that 1,000 WebRecordings created at
+once do not start 1,000 threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import kubernetes
+from kubernetes.client.rest import ApiException
+
+T = TypeVar("T")
+
+
+class Kube:
+    def __init__(self, max_workers: int = 16) -> None:
+        config = kubernetes.client.Configuration()
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        else:
+            kubernetes.config.load_kube_config(client_configuration=config)
+        config.connection_pool_maxsize = max_workers
+        self.api_client = kubernetes.client.ApiClient(config)
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def create(self, manifest: dict[str, Any]) -> bool:
+        """Create a Pod or Secret; False when it already exists (handlers may run twice)."""
+        ns = manifest["metadata"]["namespace"]
+        fn = {
+            "Pod": self.core.create_namespaced_pod,
+            "Secret": self.core.create_namespaced_secret,
+        }[manifest["kind"]]
+        try:
+            await self._call(fn, ns, manifest, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            resp = await self._call(
+                self.core.read_namespaced_pod, name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _json(resp)
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            resp = await self._call(
+                self.core.read_namespaced_secret, name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = _json(resp).get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    async def delete_pod(self, namespace: str, name: str, grace_s: int = 30) -> None:
+        try:
+            await self._call(
+                self.core.delete_namespaced_pod, name, namespace,
+                grace_period_seconds=grace_s, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api_client.close()
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    import json
+
+    return json.loads(resp.data)

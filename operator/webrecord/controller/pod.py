@@ -1,0 +1,248 @@
+"""The recorder pod and its per-task secret, as plain manifests (pure functions).
+
+One WebRecording `NAME` gets a Secret `NAME-recorder` (task file + control token) and a Pod
+`NAME-recorder` that runs `webrecord recorder-pod ...` (the recorder, plus copying its final
+status into the termination message so the operator can read the result after the pod ended).
+Both carry an owner reference to the WebRecording so garbage collection removes them with it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from webrecord.api.models import RecordingSpec, RecordingTask
+from webrecord.api.resource import (
+    API_VERSION,
+    KIND,
+    LABEL_COMPONENT,
+    LABEL_MANAGED_BY,
+    LABEL_TASK,
+)
+from webrecord.controller.settings import OperatorSettings
+
+RECORDER_UID = 1000
+CONTAINER = "recorder"
+MANAGED_BY = "webrecord-operator"
+TASK_KEY = "task.json"
+TOKEN_KEY = "token"
+
+
+def recorder_name(task_id: str) -> str:
+    """Name of both the pod and the secret of a task (the CRD caps task names at 52 chars)."""
+    return f"{task_id}-recorder"
+
+
+def labels(task_id: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "webrecord",
+        LABEL_COMPONENT: "recorder",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TASK: task_id,
+    }
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """Controller reference to the WebRecording: GC deletes the pod and secret with it."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner.get("kind", KIND),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def recording_task(owner: dict[str, Any], create_time: int | None) -> RecordingTask:
+    """The recorder's task file content. Controls travel over the control endpoint, not here."""
+    spec = RecordingSpec.model_validate(owner["spec"])
+    spec = spec.model_copy(update={"action": None, "action_seq": 0})
+    return RecordingTask(task_id=owner["metadata"]["name"], spec=spec, create_time=create_time)
+
+
+def paths(settings: OperatorSettings) -> dict[str, str]:
+    root = settings.mount_root.rstrip("/")
+    return {
+        "task_dir": f"{root}/task",
+        "token_dir": f"{root}/token",
+        "task_file": f"{root}/task/{TASK_KEY}",
+        "token_file": f"{root}/token/{TOKEN_KEY}",
+    }
+
+
+def build_secret(owner: dict[str, Any], task: RecordingTask, token: str) -> dict[str, Any]:
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": recorder_name(name),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "stringData": {
+            TASK_KEY: json.dumps(task.wire(), separators=(",", ":")),
+            TOKEN_KEY: token,
+        },
+    }
+
+
+def resources(spec: RecordingSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """Requests/limits for a page of this size, plus the /dev/shm size for Chromium."""
+    mpix = spec.width * spec.height / 1_000_000
+    cpu_m = int(settings.cpu_base_m + settings.cpu_per_mpixel_m * mpix)
+    shm_mi = int(settings.shm_base_mi + settings.shm_per_mpixel_mi * mpix)
+    # /dev/shm is memory-backed and counts against the container's memory.
+    mem_mi = int(settings.memory_base_mi + settings.memory_per_mpixel_mi * mpix) + shm_mi
+    return {
+        "requests": {"cpu": f"{cpu_m}m", "memory": f"{mem_mi}Mi"},
+        "limits": {
+            "cpu": f"{int(cpu_m * settings.cpu_limit_factor)}m",
+            "memory": f"{int(mem_mi * settings.memory_limit_factor)}Mi",
+        },
+        "shm": f"{shm_mi}Mi",
+    }
+
+
+def active_deadline(spec: RecordingSpec, settings: OperatorSettings) -> int:
+    """Kubelet-enforced end of the pod: the time limit survives even an operator outage."""
+    return int(
+        spec.max_duration_limit
+        + settings.start_deadline_s
+        + settings.time_limit_grace_s
+        + settings.finish_deadline_s
+    )
+
+
+def recorder_args(settings: OperatorSettings) -> list[str]:
+    p = paths(settings)
+    return [
+        "recorder-pod",
+        "--task", p["task_file"],
+        "--work-dir", settings.work_dir,
+        "--control-host", "0.0.0.0",
+        "--control-port", str(settings.control_port),
+        "--token-file", p["token_file"],
+    ]
+
+
+def recorder_env(settings: OperatorSettings) -> list[dict[str, Any]]:
+    tmp = settings.tmp_dir.rstrip("/")
+    # The root filesystem is read-only: everything that writes a cache or socket goes to /tmp.
+    env = {
+        "HOME": tmp,
+        "XDG_CONFIG_HOME": f"{tmp}/.config",
+        "XDG_CACHE_HOME": f"{tmp}/.cache",
+        "XDG_RUNTIME_DIR": tmp,
+        "TMPDIR": tmp,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "WEBRECORD_TERMINATION_LOG": settings.termination_log,
+    }
+    env.update(settings.recorder_env)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def build_pod(owner: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    name = owner["metadata"]["name"]
+    spec = RecordingSpec.model_validate(owner["spec"])
+    res = resources(spec, settings)
+    p = paths(settings)
+    secret = recorder_name(name)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": settings.recorder_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["webrecord"],
+        "args": recorder_args(settings),
+        "env": recorder_env(settings),
+        "ports": [{"name": "control", "containerPort": settings.control_port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "control"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "resources": {"requests": res["requests"], "limits": res["limits"]},
+        "terminationMessagePath": settings.termination_log,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": RECORDER_UID,
+            "runAsGroup": RECORDER_UID,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "task", "mountPath": p["task_dir"], "readOnly": True},
+            {"name": "token", "mountPath": p["token_dir"], "readOnly": True},
+            {"name": "data", "mountPath": settings.work_dir},
+            {"name": "tmp", "mountPath": settings.tmp_dir},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+    if settings.storage_secret:
+        container["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # a restarted recorder would have lost its segments' state
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "activeDeadlineSeconds": active_deadline(spec, settings),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RECORDER_UID,
+            "runAsGroup": RECORDER_UID,
+            "fsGroup": RECORDER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "task",
+                "secret": {
+                    "secretName": secret,
+                    "items": [{"key": TASK_KEY, "path": TASK_KEY}],
+                    "defaultMode": 0o440,
+                },
+            },
+            {
+                "name": "token",
+                "secret": {
+                    "secretName": secret,
+                    "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                    "defaultMode": 0o440,
+                },
+            },
+            {"name": "data", "emptyDir": {"sizeLimit": settings.work_dir_size_limit}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res["shm"]}},
+        ],
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.priority_class:
+        pod_spec["priorityClassName"] = settings.priority_class
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": recorder_name(name),
+            "namespace": owner["metadata"]["namespace"],
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,68 @@
+"""Operator settings: environment variables with the WEBRECORD_OPERATOR_ prefix.
+
+The chart sets these from its values; tests set them to short timeouts and temp paths.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBRECORD_OPERATOR_", extra="ignore")
+
+    # The recorder pod.
+    recorder_image: str = "webrecord/recorder:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    control_port: int = Field(8090, ge=1, le=65535)
+    # Where the task file and token are mounted and where the recorder works. The defaults are
+    # the container's paths (docs/contracts.md section 3); the end-to-end test, which runs the
+    # pod's command as a local process, points them at a temp dir.
+    mount_root: str = "/etc/webrecord"
+    work_dir: str = "/data"
+    tmp_dir: str = "/tmp"
+    termination_log: str = "/dev/termination-log"
+    storage_secret: str | None = Field(
+        None, description="Secret whose keys become the recorder's env (storage credentials)"
+    )
+    recorder_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra env for the recorder (JSON object)"
+    )
+    service_account: str | None = Field(None, description="Recorder pods' service account")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    priority_class: str | None = None
+    work_dir_size_limit: str = "20Gi"
+
+    # Resources scale with the page's pixels: base + per-megapixel, limits a multiple of requests.
+    cpu_base_m: int = Field(300, ge=10)
+    cpu_per_mpixel_m: int = Field(700, ge=0)
+    memory_base_mi: int = Field(512, ge=64)
+    memory_per_mpixel_mi: int = Field(600, ge=0)
+    shm_base_mi: int = Field(256, ge=64)
+    shm_per_mpixel_mi: int = Field(128, ge=0)
+    cpu_limit_factor: float = Field(2.0, ge=1.0)
+    memory_limit_factor: float = Field(1.5, ge=1.0)
+
+    # Supervision.
+    poll_interval_s: float = Field(2.0, gt=0, description="GET /status period per active task")
+    control_timeout_s: float = Field(10.0, gt=0, description="One HTTP call to a recorder")
+    start_deadline_s: float = Field(300.0, gt=0, description="Pod not running by then: lost")
+    time_limit_grace_s: float = Field(60.0, ge=0, description="Past MaxDurationLimit: send Stop")
+    finish_deadline_s: float = Field(
+        1800.0, gt=0, description="After a forced Stop: delete the pod if still not finished"
+    )
+    delete_wait_s: float = Field(60.0, ge=0, description="Finalizer: wait this long for Stop")
+    unreachable_grace_s: float = Field(
+        120.0, gt=0, description="Running pod whose recorder never answers: lost after this"
+    )
+
+    # Operator runtime.
+    namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces")
+    peering: str = "webrecord"
+    priority: int | None = Field(None, description="kopf peering priority; None: random")
+    standalone: bool = False
+    max_workers: int = Field(16, ge=1, description="Threads for Kubernetes API calls")
+    watch_server_timeout_s: int = Field(300, ge=10)
+    liveness_port: int | None = Field(None, description="Serve kopf's /healthz on this port")

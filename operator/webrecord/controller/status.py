@@ -1,0 +1,226 @@
+"""Pure functions that turn what the operator sees into `.status` changes.
+
+Nothing here talks to the network, so every rule (phase reflection, conditions, pod failure
+classification, time limits) is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from webrecord.api.models import ErrorCode, Phase, RecorderStatus, Result
+from webrecord.controller.pod import CONTAINER
+
+_TIMES = ("createTime", "startTime", "cancelTime", "stopTime", "finishTime")
+
+# Conditions the operator maintains.
+COND_POD = "PodReady"  # the recorder pod runs and its control endpoint answers
+COND_RECORDING = "Recording"
+COND_FINISHED = "Finished"
+COND_ACTION = "ActionApplied"
+COND_TIME_LIMIT = "TimeLimitReached"
+
+
+def rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(int(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(value: str | None) -> float | None:
+    if not value:
+        return None
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+def with_condition(
+    conditions: list[dict[str, Any]] | None,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: float,
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """`conditions` with `type_` set; lastTransitionTime moves only when the status flips."""
+    value = "True" if status else "False"
+    out: list[dict[str, Any]] = []
+    previous = None
+    for cond in conditions or []:
+        if cond.get("type") == type_:
+            previous = cond
+        else:
+            out.append(cond)
+    since = previous["lastTransitionTime"] if previous and previous.get("status") == value else rfc3339(now)
+    cond = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    out.append(cond)
+    return out
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return None
+
+
+def _phase_conditions(
+    conditions: list[dict[str, Any]] | None, phase: Phase, result: Result, now: float
+) -> list[dict[str, Any]]:
+    recording = phase == Phase.RECORDING
+    conds = with_condition(
+        conditions, COND_RECORDING, recording, phase.value.capitalize(),
+        "the page is being recorded" if recording else f"task is {phase.value}", now,
+    )
+    finished = phase == Phase.FINISHED
+    if finished:
+        code = result.error_code.value if result.error_code else "Succeeded"
+        message = result.error_message or f"{len(result.videos)} video file(s) delivered"
+    else:
+        code, message = "InProgress", f"task is {phase.value}"
+    return with_condition(conds, COND_FINISHED, finished, code, message, now)
+
+
+def reflect(current: dict[str, Any], rec: RecorderStatus, now: float) -> dict[str, Any]:
+    """The `.status` fields that differ from `current` once the recorder's status is applied."""
+    wire = rec.model_dump(mode="json", by_alias=True)
+    target: dict[str, Any] = {
+        "phase": rec.status.value,
+        "recordedSeconds": round(rec.recorded_seconds, 3),
+        "result": rec.result.wire(),
+    }
+    for name in _TIMES:
+        # The operator's createTime stands; the recorder fills in the rest as it happens.
+        if wire.get(name) is not None and not (name == "createTime" and current.get(name)):
+            target[name] = wire[name]
+    if rec.message:
+        target["message"] = rec.message[:4096]
+    if rec.status.value != current.get("phase"):
+        target["conditions"] = _phase_conditions(current.get("conditions"), rec.status, rec.result, now)
+    return {k: v for k, v in target.items() if current.get(k) != v}
+
+
+def finish(
+    current: dict[str, Any], code: ErrorCode, message: str, now: float
+) -> dict[str, Any]:
+    """Patch that ends the task with an error the operator itself determined."""
+    result = Result.model_validate(current.get("result") or {})
+    result = result.model_copy(update={"error_code": code, "error_message": message})
+    ts = int(now)
+    patch: dict[str, Any] = {
+        "phase": Phase.FINISHED.value,
+        "finishTime": ts,
+        "result": result.wire(),
+        "message": message[:4096],
+        "conditions": _phase_conditions(current.get("conditions"), Phase.FINISHED, result, now),
+    }
+    if current.get("startTime") and not current.get("stopTime"):
+        patch["stopTime"] = ts
+    return patch
+
+
+def merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    return {**current, **patch}
+
+
+# --- pods ---------------------------------------------------------------------------------------
+
+
+def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == CONTAINER:
+            return cs
+    return {}
+
+
+def final_status(pod: dict[str, Any]) -> RecorderStatus | None:
+    """The recorder's last status from the termination message (see controller.podrun)."""
+    terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
+    message = terminated.get("message")
+    if not message:
+        return None
+    try:
+        return RecorderStatus.model_validate(json.loads(message))
+    except ValueError:
+        return None
+
+
+def pod_failure(pod: dict[str, Any]) -> str:
+    """Why a pod ended without a finished recorder, in words for `.status.message`."""
+    st = pod.get("status") or {}
+    name = pod["metadata"]["name"]
+    parts = [f"recorder pod {name} {st.get('phase', 'ended').lower()}"]
+    if st.get("reason"):
+        parts.append(f"reason {st['reason']}")  # Evicted, DeadlineExceeded, ...
+    if st.get("message"):
+        parts.append(st["message"])
+    terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
+    if terminated:
+        parts.append(
+            f"container {terminated.get('reason', 'terminated')} with exit code "
+            f"{terminated.get('exitCode', '?')}"
+        )
+    return ": ".join(parts[:1]) + (" (" + "; ".join(parts[1:]) + ")" if parts[1:] else "")
+
+
+def waiting_reason(pod: dict[str, Any]) -> str:
+    """What keeps a pending pod from running (ImagePullBackOff, Unschedulable, ...)."""
+    st = pod.get("status") or {}
+    waiting = (_container_status(pod).get("state") or {}).get("waiting") or {}
+    if waiting:
+        return f"{waiting.get('reason', 'Waiting')}: {waiting.get('message', '')}".rstrip(": ")
+    for cond in st.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip(": ")
+    return "not scheduled or started"
+
+
+def pod_address(pod: dict[str, Any], port: int) -> str | None:
+    st = pod.get("status") or {}
+    if st.get("phase") != "Running" or not st.get("podIP"):
+        return None
+    ip = st["podIP"]
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}"
+
+
+def created_at(obj: dict[str, Any]) -> float | None:
+    return parse_rfc3339((obj.get("metadata") or {}).get("creationTimestamp"))
+
+
+def time_limit_passed(
+    status: dict[str, Any], rec: RecorderStatus, limit_s: int, grace_s: float, now: float
+) -> bool:
+    """The recorder should have stopped on its own by now (MaxDurationLimit + grace)."""
+    if not rec.status.active:
+        return False
+    begin = rec.start_time or status.get("createTime") or rec.create_time
+    return begin is not None and now > begin + limit_s + grace_s
+
+
+def finish_overdue(status: dict[str, Any], rec: RecorderStatus, deadline_s: float, now: float) -> bool:
+    """The operator stopped the task for its time limit and it still has not finished.
+
+    Only forced stops count: after a user's Stop a long upload is normal, and the pod's
+    activeDeadlineSeconds bounds that case.
+    """
+    if rec.status == Phase.FINISHED:
+        return False
+    forced = condition(status, COND_TIME_LIMIT)
+    if not forced or forced.get("status") != "True":
+        return False
+    stopped_at = parse_rfc3339(forced["lastTransitionTime"]) or now
+    return now > stopped_at + deadline_s
+
+
+def deadline_exceeded(pod: dict[str, Any]) -> bool:
+    """The kubelet ended the pod at activeDeadlineSeconds (the time-limit backstop)."""
+    return (pod.get("status") or {}).get("reason") == "DeadlineExceeded"

@@ -1,0 +1,120 @@
+"""The recorder pod and secret manifests (pure builders)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from webrecord.api.models import RecordingTask
+from webrecord.controller import pod as podlib
+from webrecord.controller.settings import OperatorSettings
+
+OWNER = {
+    "apiVersion": "webrecord.io/v1alpha1",
+    "kind": "WebRecording",
+    "metadata": {"name": "demo", "namespace": "rec", "uid": "1234-uid", "generation": 1},
+    "spec": {
+        "recordUrl": "https://example.test/page",
+        "width": 1280,
+        "height": 720,
+        "maxDurationLimit": 60,
+        "action": "Pause",
+        "actionSeq": 3,
+        "output": {"video": {"muxer": "hls", "encryptKey": "00112233445566778899AABBCCDDEEFF"}},
+    },
+}
+
+
+def _container(pod: dict) -> dict:
+    [container] = pod["spec"]["containers"]
+    return container
+
+
+def test_pod_is_locked_down() -> None:
+    pod = podlib.build_pod(OWNER, OperatorSettings())
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["restartPolicy"] == "Never"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = _container(pod)["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    mounts = {m["mountPath"]: m for m in _container(pod)["volumeMounts"]}
+    assert set(mounts) == {"/etc/webrecord/task", "/etc/webrecord/token", "/data", "/tmp", "/dev/shm"}
+    assert mounts["/etc/webrecord/token"]["readOnly"] is True
+
+
+def test_owner_reference_names_and_labels() -> None:
+    pod = podlib.build_pod(OWNER, OperatorSettings())
+    secret = podlib.build_secret(OWNER, podlib.recording_task(OWNER, 100), "tok")
+    for obj in (pod, secret):
+        meta = obj["metadata"]
+        assert meta["name"] == "demo-recorder"
+        assert meta["namespace"] == "rec"
+        assert meta["labels"]["webrecord.io/task"] == "demo"
+        [ref] = meta["ownerReferences"]
+        assert ref == {"apiVersion": "webrecord.io/v1alpha1", "kind": "WebRecording",
+                       "name": "demo", "uid": "1234-uid", "controller": True,
+                       "blockOwnerDeletion": True}
+
+
+def test_command_matches_the_contract_and_settings() -> None:
+    settings = OperatorSettings(control_port=9100, mount_root="/x/etc", work_dir="/x/data",
+                                termination_log="/x/term", recorder_env={"A": "1"},
+                                storage_secret="store")
+    container = _container(podlib.build_pod(OWNER, settings))
+    assert container["command"] == ["webrecord"]
+    assert container["args"] == [
+        "recorder-pod", "--task", "/x/etc/task/task.json", "--work-dir", "/x/data",
+        "--control-host", "0.0.0.0", "--control-port", "9100",
+        "--token-file", "/x/etc/token/token",
+    ]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["A"] == "1" and env["WEBRECORD_TERMINATION_LOG"] == "/x/term"
+    assert env["HOME"] == "/tmp"
+    assert container["envFrom"] == [{"secretRef": {"name": "store"}}]
+    assert container["terminationMessagePath"] == "/x/term"
+    assert container["ports"][0]["containerPort"] == 9100
+
+
+def test_secret_holds_task_without_controls_and_token() -> None:
+    secret = podlib.build_secret(OWNER, podlib.recording_task(OWNER, 100), "tok-1")
+    assert secret["stringData"]["token"] == "tok-1"
+    task = RecordingTask.model_validate(json.loads(secret["stringData"]["task.json"]))
+    assert task.task_id == "demo" and task.create_time == 100
+    assert task.spec.action is None and task.spec.action_seq == 0
+    assert task.spec.output.video.encrypt_key == "00112233445566778899aabbccddeeff"
+
+
+def _mi(value: str) -> int:
+    assert value.endswith("Mi")
+    return int(value[:-2])
+
+
+@pytest.mark.parametrize("small,big", [((640, 360), (1280, 720)), ((1280, 720), (2560, 1440))])
+def test_resources_grow_with_resolution(small: tuple[int, int], big: tuple[int, int]) -> None:
+    settings = OperatorSettings()
+
+    def res(w: int, h: int) -> dict:
+        owner = {**OWNER, "spec": {**OWNER["spec"], "width": w, "height": h}}
+        return podlib.resources(podlib.recording_task(owner, 1).spec, settings)
+
+    a, b = res(*small), res(*big)
+    assert int(a["requests"]["cpu"][:-1]) < int(b["requests"]["cpu"][:-1])
+    assert _mi(a["requests"]["memory"]) < _mi(b["requests"]["memory"])
+    assert _mi(a["shm"]) < _mi(b["shm"])
+    for r in (a, b):
+        assert int(r["limits"]["cpu"][:-1]) >= int(r["requests"]["cpu"][:-1])
+        assert _mi(r["limits"]["memory"]) >= _mi(r["requests"]["memory"]) > _mi(r["shm"])
+
+
+def test_active_deadline_backs_up_the_time_limit() -> None:
+    settings = OperatorSettings(start_deadline_s=10, time_limit_grace_s=5, finish_deadline_s=20)
+    pod = podlib.build_pod(OWNER, settings)
+    assert pod["spec"]["activeDeadlineSeconds"] == 60 + 10 + 5 + 20

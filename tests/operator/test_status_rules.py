@@ -1,0 +1,112 @@
+"""Status reflection, conditions, pod failure classification and time-limit rules."""
+
+from __future__ import annotations
+
+from webrecord.api.models import ErrorCode, Phase, RecorderStatus, Result, VideoFile
+from webrecord.api.resource import recorder_status
+from webrecord.controller import status as st
+
+
+def _rec(**kw) -> RecorderStatus:
+    return RecorderStatus(task_id="t", **kw)
+
+
+def test_reflect_only_changed_fields_and_keeps_create_time() -> None:
+    current = {"phase": "normal", "createTime": 100, "podName": "t-recorder"}
+    changes = st.reflect(current, _rec(status=Phase.RECORDING, create_time=90, start_time=105,
+                                       recorded_seconds=1.23456), now=110)
+    assert changes["phase"] == "recording"
+    assert changes["startTime"] == 105
+    assert "createTime" not in changes  # the operator's createTime stands
+    assert changes["recordedSeconds"] == 1.235
+    conds = {c["type"]: c for c in changes["conditions"]}
+    assert conds["Recording"]["status"] == "True"
+    assert conds["Finished"]["status"] == "False"
+    again = st.reflect(st.merged(current, changes), _rec(status=Phase.RECORDING, start_time=105,
+                                                         recorded_seconds=1.23456), now=111)
+    assert again == {}
+
+
+def test_finished_condition_carries_the_result() -> None:
+    result = Result(videos=[VideoFile(filename="a.mp4", file_size=10, file_duration=2.0)])
+    changes = st.reflect({"phase": "callback"}, _rec(status=Phase.FINISHED, result=result,
+                                                    finish_time=200), now=200)
+    conds = {c["type"]: c for c in changes["conditions"]}
+    assert conds["Finished"]["status"] == "True" and conds["Finished"]["reason"] == "Succeeded"
+    assert changes["result"]["videos"][0]["filename"] == "a.mp4"
+
+
+def test_condition_transition_time_moves_only_on_flip() -> None:
+    conds = st.with_condition(None, "X", True, "A", "m", now=1000)
+    same = st.with_condition(conds, "X", True, "B", "m2", now=2000)
+    assert same[0]["lastTransitionTime"] == conds[0]["lastTransitionTime"]
+    assert same[0]["reason"] == "B"
+    flipped = st.with_condition(same, "X", False, "C", "m3", now=3000)
+    assert flipped[0]["lastTransitionTime"] == st.rfc3339(3000)
+
+
+def test_finish_sets_error_and_times() -> None:
+    current = {"phase": "recording", "createTime": 1, "startTime": 2}
+    changes = st.finish(current, ErrorCode.RECORDER_LOST, "pod evicted", now=50)
+    assert changes["phase"] == "finished" and changes["finishTime"] == 50
+    assert changes["stopTime"] == 50
+    assert changes["result"] == {"errorCode": "RecorderLost", "errorMessage": "pod evicted",
+                                 "videos": []}
+    described = recorder_status("t", st.merged(current, changes))
+    assert described.status == Phase.FINISHED
+    assert described.result.error_code == ErrorCode.RECORDER_LOST
+
+
+def _pod(phase: str, **status) -> dict:
+    return {"metadata": {"name": "t-recorder", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": phase, **status}}
+
+
+def test_pod_failure_words() -> None:
+    evicted = _pod("Failed", reason="Evicted", message="The node was low on resource: memory.")
+    assert st.pod_failure(evicted) == (
+        "recorder pod t-recorder failed (reason Evicted; The node was low on resource: memory.)"
+    )
+    oom = _pod("Failed", containerStatuses=[{"name": "recorder", "state": {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137}}}])
+    assert "OOMKilled with exit code 137" in st.pod_failure(oom)
+    assert st.deadline_exceeded(_pod("Failed", reason="DeadlineExceeded"))
+
+
+def test_waiting_reason_and_address() -> None:
+    pulling = _pod("Pending", containerStatuses=[{"name": "recorder", "state": {
+        "waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}])
+    assert st.waiting_reason(pulling) == "ImagePullBackOff: no such image"
+    unscheduled = _pod("Pending", conditions=[{"type": "PodScheduled", "status": "False",
+                                               "reason": "Unschedulable", "message": "0/3 nodes"}])
+    assert st.waiting_reason(unscheduled) == "Unschedulable: 0/3 nodes"
+    assert st.pod_address(pulling, 8090) is None
+    assert st.pod_address(_pod("Running", podIP="10.1.2.3"), 8090) == "http://10.1.2.3:8090"
+    assert st.pod_address(_pod("Running", podIP="fd00::1"), 8090) == "http://[fd00::1]:8090"
+    assert st.created_at(pulling) == 1767225600.0
+
+
+def test_final_status_from_termination_message() -> None:
+    final = _rec(status=Phase.FINISHED, finish_time=9).model_dump_json(by_alias=True)
+    pod = _pod("Succeeded", containerStatuses=[{"name": "recorder", "state": {
+        "terminated": {"exitCode": 0, "message": final}}}])
+    assert st.final_status(pod).status == Phase.FINISHED
+    garbage = _pod("Failed", containerStatuses=[{"name": "recorder", "state": {
+        "terminated": {"exitCode": 1, "message": "Traceback ..."}}}])
+    assert st.final_status(garbage) is None
+
+
+def test_time_limit_and_finish_deadline() -> None:
+    rec = _rec(status=Phase.RECORDING, start_time=1000)
+    assert not st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1069)
+    assert st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1071)
+    assert not st.time_limit_passed({}, _rec(status=Phase.UPLOAD, start_time=1000), 60, 10, 5000)
+    # waiting for ManualStart counts from the creation
+    assert st.time_limit_passed({"createTime": 1000}, _rec(status=Phase.NORMAL), 60, 10, 1071)
+
+    forced = {"conditions": st.with_condition(None, st.COND_TIME_LIMIT, True, "Stopped", "", 2000)}
+    busy = _rec(status=Phase.UPLOAD)
+    assert not st.finish_overdue(forced, busy, deadline_s=30, now=2029)
+    assert st.finish_overdue(forced, busy, deadline_s=30, now=2031)
+    assert not st.finish_overdue({}, busy, deadline_s=30, now=99999)  # user's Stop: no deadline
+    assert not st.finish_overdue(forced, _rec(status=Phase.FINISHED), 30, 99999)
