@@ -1,0 +1,14 @@
+"""The recorder engine: Xvfb + PulseAudio + Chromium (Playwright) + ffmpeg, one task per process.
+
+Modules, one job each:
+- settings: tunables (pydantic-settings, env prefix WEBRECORD_)
+- procs: child processes in their own process groups, bounded termination
+- display: Xvfb at exactly WxH
+- audio: a private PulseAudio daemon with a null sink
+- browser: Chromium through Playwright, page hooks, crash events
+- capture: one ffmpeg process per segment (x11grab + pulse -> H.264/AAC MPEG-TS)
+- package: join segments into mp4 (faststart) or HLS (optionally AES-128), ffprobe
+- session: the state machine (phases, controls, timers, crash recovery)
+- control: the HTTP control endpoint (docs/contracts.md section 1)
+- cli: `webrecord record` and `webrecord recorder`
+"""

@@ -1,0 +1,100 @@
+"""A private PulseAudio daemon per recording with one null sink ("rec") whose monitor we capture.
+
+Private because several recordings share a machine: each gets its own runtime dir and socket,
+so no page hears another page and nothing depends on a user session's sound server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from webrecord.api.models import ErrorCode
+from webrecord.logs import event
+from webrecord.recorder import procs
+from webrecord.recorder.errors import RecorderError
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+SINK = "rec"
+MONITOR = "rec.monitor"
+
+
+class PulseAudio:
+    def __init__(self, settings: RecorderSettings, log_dir: Path) -> None:
+        self.settings = settings
+        # Unix socket paths are limited to ~108 bytes and the work dir may be deep: use a short
+        # private dir under the temp dir, removed on stop.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="webrecord-pulse-"))
+        self.log_dir = log_dir
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "native"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for processes that play into or record from this daemon."""
+        return {
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_SINK": SINK,
+            "PULSE_SOURCE": MONITOR,
+            # No autospawn of a second daemon and no cookie lookups in a HOME that may not exist.
+            "PULSE_RUNTIME_PATH": str(self.runtime_dir),
+            "PULSE_COOKIE": str(self.runtime_dir / "cookie"),
+        }
+
+    async def start(self) -> None:
+        env = dict(os.environ)
+        # HOME/XDG dirs inside the runtime dir: works as root and as a user without a home.
+        env.update(
+            HOME=str(self.runtime_dir),
+            XDG_RUNTIME_DIR=str(self.runtime_dir),
+            XDG_CONFIG_HOME=str(self.runtime_dir / "config"),
+            PULSE_RUNTIME_PATH=str(self.runtime_dir),
+            PULSE_STATE_PATH=str(self.runtime_dir / "state"),
+        )
+        argv = [
+            self.settings.pulseaudio_path, "-n", "--daemonize=no", "--system=false",
+            "--exit-idle-time=-1", "--use-pid-file=no", "--log-target=stderr",
+            "--disallow-exit", "--no-cpu-limit",
+            f"--load=module-native-protocol-unix socket={self.socket} auth-anonymous=1",
+            f"--load=module-null-sink sink_name={SINK} rate={self.settings.audio_rate} channels=2",
+            f"--load=module-always-sink",
+        ]
+        log_file = open(self.log_dir / "pulseaudio.log", "ab")
+        try:
+            self.proc = await procs.spawn(argv, env=env, stdin=asyncio.subprocess.DEVNULL,
+                                          stdout=log_file, stderr=log_file)
+        finally:
+            log_file.close()
+        await self._wait_ready()
+        event(log, "pulseaudio started", socket=str(self.socket))
+
+    async def _wait_ready(self) -> None:
+        # Startup only: poll the socket until it accepts a connection (bounded).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.audio_start_timeout
+        while loop.time() < deadline:
+            if self.proc is not None and self.proc.returncode is not None:
+                break
+            if self.socket.exists():
+                try:
+                    _, writer = await asyncio.open_unix_connection(str(self.socket))
+                    writer.close()
+                    return
+                except OSError:
+                    pass
+            await asyncio.sleep(0.02)
+        await self.stop()
+        raise RecorderError(ErrorCode.INTERNAL, "audio server (PulseAudio) failed to start; see pulseaudio.log")
+
+    async def stop(self) -> None:
+        await procs.terminate(self.proc, timeout=3.0)
+        self.proc = None
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)

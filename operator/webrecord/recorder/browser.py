@@ -1,0 +1,169 @@
+"""Chromium through Playwright: exactly the screen, sound on, page hooks, crash events.
+
+The page is shown fullscreen (kiosk) at exactly the display size with no viewport emulation, so
+what x11grab sees is the page and nothing else: no scrollbars, no infobars, no borders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from webrecord.api.models import ErrorCode
+from webrecord.logs import event
+from webrecord.recorder.errors import RecorderError
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+# window.<name>() -> the hook name handed to on_hook.
+HOOKS = ("startRecord", "pauseRecord", "resumeRecord", "refreshPage", "stopRecord")
+
+# The network is closed and the window must show only the page: no first-run UI, no update or
+# sync traffic, no infobars, no crash bubbles, autoplay with sound allowed.
+BASE_ARGS = [
+    "--kiosk",
+    "--window-position=0,0",
+    "--autoplay-policy=no-user-gesture-required",
+    "--hide-scrollbars",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-quic",
+    "--disable-infobars",
+    "--noerrdialogs",
+    "--disable-session-crashed-bubble",
+    "--disable-features=Translate,MediaRouter,DialMediaRouteProvider,GlobalMediaControls",
+    "--disable-dev-shm-usage",
+    "--password-store=basic",
+    "--test-type",  # hides the "unsupported command-line flag" infobar of --no-sandbox
+    "--ozone-platform=x11",
+]
+
+
+class Browser:
+    """One Playwright driver for the session; Chromium may be (re)launched several times."""
+
+    def __init__(self, settings: RecorderSettings, width: int, height: int, env: dict[str, str],
+                 profile_dir: Path, on_hook: Callable[[str], Any],
+                 on_crash: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.width = width
+        self.height = height
+        self.env = env
+        self.profile_dir = profile_dir
+        self.on_hook = on_hook
+        self.on_crash = on_crash
+        self._pw: Playwright | None = None
+        self.context: BrowserContext | None = None
+        self.page: Page | None = None
+        self._closing = False
+        self.launches = 0
+
+    def _args(self) -> list[str]:
+        args = [*BASE_ARGS, f"--window-size={self.width},{self.height}"]
+        if os.geteuid() == 0:
+            args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        return args
+
+    async def launch(self, url: str) -> None:
+        """Start Chromium and load url; RecorderError(PageLoadFailed) when the page fails."""
+        if self._pw is None:
+            self._pw = await async_playwright().start()
+        self._closing = False
+        # A fresh profile per launch: a crashed profile would show a "restore pages?" prompt.
+        shutil.rmtree(self.profile_dir, ignore_errors=True)
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.context = await self._pw.chromium.launch_persistent_context(
+                str(self.profile_dir),
+                executable_path=self.settings.chromium_path,
+                headless=False,
+                args=self._args(),
+                # --enable-automation shows an infobar that would be recorded.
+                ignore_default_args=["--enable-automation"],
+                env=self.env,
+                no_viewport=True,
+                handle_sigint=False,
+                handle_sigterm=False,
+                handle_sighup=False,
+                timeout=self.settings.browser_start_timeout * 1000,
+            )
+        except PlaywrightError as exc:
+            raise RecorderError(ErrorCode.INTERNAL, f"Chromium failed to start: {_first_line(exc)}") from exc
+        self.launches += 1
+        context = self.context
+        context.on("close", lambda _ctx: self._closed("browser"))
+        for name in HOOKS:
+            await context.expose_binding(name, self._binding(name))
+        self.page = context.pages[0] if context.pages else await context.new_page()
+        self.page.on("crash", lambda _page: self._closed("renderer"))
+        event(log, "chromium started", launches=self.launches)
+        await self.goto(url)
+
+    def _binding(self, name: str) -> Callable[..., Any]:
+        def call(_source: Any, *_args: Any) -> bool:
+            # Fire and forget: a hook that reloads or stops must not wait on its own page.
+            return bool(self.on_hook(name))
+        return call
+
+    def _closed(self, what: str) -> None:
+        if not self._closing:
+            event(log, "chromium went away", logging.WARNING, what=what)
+            self.on_crash(what)
+
+    async def goto(self, url: str) -> None:
+        assert self.page is not None
+        try:
+            response = await self.page.goto(url, wait_until="load",
+                                            timeout=self.settings.page_load_timeout * 1000)
+        except PlaywrightError as exc:
+            raise RecorderError(ErrorCode.PAGE_LOAD_FAILED,
+                                f"page failed to load: {url}: {_first_line(exc)}") from exc
+        if response is not None and response.status >= 400:
+            raise RecorderError(ErrorCode.PAGE_LOAD_FAILED,
+                                f"page failed to load: {url}: HTTP {response.status}")
+
+    async def reload(self) -> None:
+        if self.page is None:
+            return
+        try:
+            await self.page.reload(wait_until="load", timeout=self.settings.page_load_timeout * 1000)
+        except PlaywrightError as exc:
+            # The recording goes on; what the page shows now is what gets recorded.
+            event(log, "reload failed", logging.WARNING, error=_first_line(exc))
+
+    async def close_browser(self) -> None:
+        """Close Chromium (kept driver); safe after a crash."""
+        self._closing = True
+        context, self.context, self.page = self.context, None, None
+        if context is not None:
+            try:
+                await asyncio.wait_for(context.close(), 10)
+            except Exception as exc:  # noqa: BLE001 - a dead browser may fail to close; go on
+                event(log, "chromium close failed", logging.WARNING, error=_first_line(exc))
+
+    async def close(self) -> None:
+        await self.close_browser()
+        pw, self._pw = self._pw, None
+        if pw is not None:
+            try:
+                await asyncio.wait_for(pw.stop(), 10)
+            except Exception as exc:  # noqa: BLE001
+                event(log, "playwright stop failed", logging.WARNING, error=_first_line(exc))
+        shutil.rmtree(self.profile_dir, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

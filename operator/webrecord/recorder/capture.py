@@ -1,0 +1,141 @@
+"""One ffmpeg process per segment: the display (x11grab) and the sink monitor (pulse) encoded to
+H.264/AAC in MPEG-TS. TS because a segment stays readable when its process dies mid-write."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from pathlib import Path
+
+from webrecord.logs import event
+from webrecord.recorder import procs
+from webrecord.recorder.audio import MONITOR
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+_DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
+                out: Path) -> list[str]:
+    gop = max(1, round(settings.fps * settings.keyint_seconds))
+    argv = [
+        settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "warning", "-y",
+        "-thread_queue_size", "512",
+        "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(settings.fps),
+        "-video_size", f"{width}x{height}", "-i", f"{display}.0+0,0",
+        "-thread_queue_size", "512",
+        "-f", "pulse", "-fragment_size", str(settings.pulse_fragment_bytes),
+        "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
+        "-map", "0:v", "-map", "1:a",
+    ]
+    if width % 2 or height % 2:
+        # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
+        argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+    argv += [
+        "-c:v", "libx264", "-preset", settings.x264_preset, "-crf", str(settings.x264_crf),
+        "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+        "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(settings.audio_rate),
+        "-f", "mpegts", str(out),
+    ]
+    return argv
+
+
+class Capture:
+    """One segment being recorded. `exited` resolves when ffmpeg ends, for any reason."""
+
+    def __init__(self, settings: RecorderSettings, display: str, width: int, height: int,
+                 env: dict[str, str], path: Path, index: int) -> None:
+        self.settings = settings
+        self.display = display
+        self.width = width
+        self.height = height
+        self.env = env
+        self.path = path
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started = 0.0  # monotonic
+        self.ended: float | None = None
+        self.stopping = False
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.exited: asyncio.Future[int] | None = None
+
+    async def start(self) -> None:
+        argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.path)
+        self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
+                                      stdout=asyncio.subprocess.DEVNULL,
+                                      stderr=asyncio.subprocess.PIPE)
+        self.started = time.monotonic()
+        self.exited = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().create_task(self._watch())
+        event(log, "segment started", index=self.index, path=str(self.path), pid=self.proc.pid)
+
+    async def _watch(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.stderr_tail.append(line)
+        code = await self.proc.wait()
+        if self.ended is None:
+            self.ended = time.monotonic()
+        if not self.stopping:
+            event(log, "ffmpeg exited unexpectedly", logging.WARNING, index=self.index, code=code,
+                  stderr=" | ".join(list(self.stderr_tail)[-5:]))
+        if self.exited is not None and not self.exited.done():
+            self.exited.set_result(code)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
+    def disk_full(self) -> bool:
+        return any(m in line for line in self.stderr_tail for m in _DISK_FULL_MARKERS)
+
+    def elapsed(self) -> float:
+        if not self.started:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+    def error_text(self) -> str:
+        lines = [line for line in self.stderr_tail if line.strip()]
+        return lines[-1] if lines else "ffmpeg exited"
+
+    async def stop(self) -> int | None:
+        """Ask ffmpeg to finish ('q'), wait a bounded time, then kill the group."""
+        self.stopping = True
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.ended = time.monotonic()
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b"q")
+                await self.proc.stdin.drain()
+                self.proc.stdin.close()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                pass
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), self.settings.encoder_stop_timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                event(log, "ffmpeg did not stop in time; killing", logging.WARNING, index=self.index)
+        code = await procs.terminate(self.proc, timeout=2.0, sig=15)
+        if self.exited is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.exited), 5)
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+        event(log, "segment stopped", index=self.index, code=code, seconds=round(self.elapsed(), 3),
+              bytes=self.size())
+        return code

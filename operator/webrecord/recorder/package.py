@@ -1,0 +1,178 @@
+"""From segments to the delivered files: concat without re-encoding into mp4 (faststart) or HLS
+(optionally AES-128), with ffprobe for durations and clear errors for a full disk."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webrecord.api.models import ErrorCode
+from webrecord.logs import event
+from webrecord.recorder.errors import RecorderError
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+_DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+@dataclass
+class Packaged:
+    path: Path  # the mp4, or the .m3u8 playlist
+    muxer: str
+    duration: float
+    files: list[Path] = field(default_factory=list)  # everything that makes up the video
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.files if f.exists())
+
+
+async def _run(argv: list[str], timeout: float = 600) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        proc.kill()
+        await proc.wait()
+        return -9, "timed out"
+    if proc.returncode == 0:
+        return 0, out.decode(errors="replace")
+    return proc.returncode or 1, err.decode(errors="replace")
+
+
+async def probe(path: Path, settings: RecorderSettings) -> dict:
+    """ffprobe's format + streams as a dict ({} when the file is unreadable)."""
+    code, out = await _run([settings.ffprobe_path, "-v", "error", "-show_entries",
+                            "format=duration:stream=codec_type,codec_name,width,height,duration",
+                            "-of", "json", str(path)], timeout=60)
+    if code != 0:
+        return {}
+    try:
+        return json.loads(out)
+    except ValueError:
+        return {}
+
+
+async def duration(path: Path, settings: RecorderSettings) -> float:
+    info = await probe(path, settings)
+    try:
+        return float(info.get("format", {}).get("duration", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+async def usable_segments(paths: list[Path], settings: RecorderSettings) -> list[Path]:
+    """Segments with a video stream and some duration (a process killed at birth leaves none)."""
+    good = []
+    for path in paths:
+        if not path.exists() or path.stat().st_size == 0:
+            continue
+        info = await probe(path, settings)
+        kinds = {s.get("codec_type") for s in info.get("streams", [])}
+        if "video" in kinds and await duration(path, settings) > 0.05:
+            good.append(path)
+        else:
+            event(log, "dropping empty segment", logging.WARNING, path=str(path))
+    return good
+
+
+def playlist_duration(playlist: Path) -> float:
+    """Sum of #EXTINF: works for encrypted playlists whose key URI is not reachable from here."""
+    total = 0.0
+    for line in playlist.read_text().splitlines():
+        if line.startswith("#EXTINF:"):
+            total += float(line[len("#EXTINF:"):].split(",")[0])
+    return total
+
+
+def _fail(err: str, what: str, outputs: list[Path]) -> RecorderError:
+    for p in outputs:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+    if any(m in err for m in _DISK_FULL_MARKERS):
+        return RecorderError(ErrorCode.DISK_FULL, f"disk full while {what}")
+    last = [line for line in err.strip().splitlines() if line.strip()][-1:] or ["ffmpeg failed"]
+    return RecorderError(ErrorCode.ENCODER_FAILED, f"{what} failed: {last[0]}")
+
+
+def _concat_list(segments: list[Path], list_path: Path) -> None:
+    lines = []
+    for seg in segments:
+        quoted = str(seg.resolve()).replace("'", "'\\''")
+        lines.append(f"file '{quoted}'\n")
+    try:
+        list_path.write_text("".join(lines))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise RecorderError(ErrorCode.DISK_FULL, "disk full while packaging") from exc
+        raise
+
+
+async def package_mp4(segments: list[Path], out: Path, work_dir: Path,
+                      settings: RecorderSettings) -> Packaged:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    list_path = work_dir / "concat.txt"
+    _concat_list(segments, list_path)
+    tmp = out.with_name(out.name + ".part")
+    code, err = await _run([
+        settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "concat", "-safe", "0", "-i", str(list_path),
+        "-map", "0:v", "-map", "0:a?", "-c", "copy", "-bsf:a", "aac_adtstoasc",
+        "-movflags", "+faststart", "-f", "mp4", str(tmp),
+    ])
+    if code != 0:
+        raise _fail(err, "writing mp4", [tmp])
+    os.replace(tmp, out)
+    dur = await duration(out, settings)
+    event(log, "packaged mp4", path=str(out), seconds=dur, bytes=out.stat().st_size)
+    return Packaged(path=out, muxer="mp4", duration=dur, files=[out])
+
+
+async def package_hls(segments: list[Path], playlist: Path, work_dir: Path,
+                      settings: RecorderSettings, encrypt_key: str | None = None,
+                      auth_url: str | None = None) -> Packaged:
+    """HLS VOD playlist + TS segments beside it. With a key: AES-128, key URI = auth_url.
+
+    The key file itself never goes beside the playlist (that would publish the key); without
+    an auth_url the URI is `<name>.key`, to be served by whoever holds the key.
+    """
+    playlist.parent.mkdir(parents=True, exist_ok=True)
+    list_path = work_dir / "concat.txt"
+    _concat_list(segments, list_path)
+    stem = playlist.stem
+    argv = [
+        settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "concat", "-safe", "0", "-i", str(list_path),
+        "-map", "0:v", "-map", "0:a?", "-c", "copy",
+        "-f", "hls", "-hls_time", f"{settings.hls_segment_seconds:g}", "-hls_list_size", "0",
+        "-hls_playlist_type", "vod",
+        "-hls_segment_filename", str(playlist.parent / f"{stem}_%05d.ts"),
+    ]
+    if encrypt_key:
+        key_file = work_dir / "hls.key"
+        key_file.write_bytes(bytes.fromhex(encrypt_key))
+        os.chmod(key_file, 0o600)
+        info = work_dir / "hls.keyinfo"
+        # Line 3 is the IV: a random one per task, written into the playlist.
+        info.write_text(f"{auth_url or stem + '.key'}\n{key_file}\n{secrets.token_hex(16)}\n")
+        argv += ["-hls_key_info_file", str(info)]
+    argv.append(str(playlist))
+    code, err = await _run(argv)
+    produced = [playlist, *sorted(playlist.parent.glob(f"{stem}_*.ts"))]
+    if code != 0:
+        raise _fail(err, "writing HLS", produced)
+    dur = playlist_duration(playlist)
+    event(log, "packaged hls", path=str(playlist), seconds=dur, segments=len(produced) - 1,
+          encrypted=bool(encrypt_key))
+    return Packaged(path=playlist, muxer="hls", duration=dur, files=produced)

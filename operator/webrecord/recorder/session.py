@@ -1,0 +1,382 @@
+"""The recording state machine: one task, from an empty screen to packaged files.
+
+Everything that changes the recording (controls from the endpoint, page hooks, timers, a dead
+browser or encoder) goes through one queue consumed by one loop, so there is never a race
+between, say, a Pause and a crash. The loop sleeps on the queue with a timeout equal to the
+next deadline (MaxDurationLimit, ManualStart timeout): no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus, RecordingTask, Result
+from webrecord.logs import event, now
+from webrecord.recorder.audio import PulseAudio
+from webrecord.recorder.browser import Browser
+from webrecord.recorder.capture import Capture
+from webrecord.recorder.display import Display
+from webrecord.recorder.errors import InvalidAction, RecorderError
+from webrecord.recorder.package import Packaged, package_hls, package_mp4, usable_segments
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+_HOOK_ACTIONS = {
+    "pauseRecord": Action.PAUSE,
+    "resumeRecord": Action.RESUME,
+    "refreshPage": Action.REFRESH,
+    "stopRecord": Action.STOP,
+}
+_START = "start"  # window.startRecord()
+
+
+class _Stop(Exception):
+    """Leaves the control loop: the recording is over."""
+
+
+class Session:
+    def __init__(self, task: RecordingTask, work_dir: Path,
+                 settings: RecorderSettings | None = None,
+                 on_status: Callable[[RecorderStatus], Any] | None = None,
+                 output: Path | None = None,
+                 manual_start_timeout: float | None = None) -> None:
+        self.task = task
+        self.spec = task.spec
+        self.settings = settings or RecorderSettings()
+        self.work_dir = work_dir
+        self.seg_dir = work_dir / "segments"
+        self.log_dir = work_dir / "logs"
+        self.on_status = on_status
+        video = self.spec.output.video
+        suffix = ".m3u8" if video.muxer == "hls" else ".mp4"
+        default = work_dir / "output" / (task.task_id + suffix)
+        if video.muxer == "hls" and output is None:
+            default = work_dir / "output" / "hls" / (task.task_id + suffix)
+        self.output = output.with_suffix(suffix) if output is not None else default
+        self.manual_start_timeout = manual_start_timeout or self.settings.manual_start_timeout
+        self.status = RecorderStatus(task_id=task.task_id, create_time=task.create_time or now())
+        self.packaged: Packaged | None = None
+        self.captures: list[Capture] = []
+        self.current: Capture | None = None
+        self.display: Display | None = None
+        self.audio: PulseAudio | None = None
+        self.browser: Browser | None = None
+        self._queue: asyncio.Queue[tuple[str, Any, asyncio.Future | None, int | None]] = asyncio.Queue()
+        self._canceled = False
+        self._paused_since = 0.0
+        self._created = time.monotonic()
+        self._browser_restarts = 0
+        self._encoder_restarts = 0
+        self.started_event = asyncio.Event()  # set once the first segment runs
+
+    # ---- inputs -------------------------------------------------------------------------
+    async def control(self, action: Action, seq: int | None = None) -> RecorderStatus:
+        """Apply a control and return the status once it took effect (InvalidAction if it can't)."""
+        if seq is not None and seq <= self.status.last_action_seq:
+            return self.status  # a retry of a control already applied
+        if not self.status.status.active:
+            raise InvalidAction(f"{action.value} does not apply: the task is {self.status.status.value}")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(("action", action, future, seq))
+        return await future
+
+    def request(self, action: Action) -> None:
+        """Fire-and-forget control (signals, page hooks)."""
+        self._queue.put_nowait(("action", action, None, None))
+
+    def _hook(self, name: str) -> bool:
+        if name == "startRecord":
+            self._queue.put_nowait(("start", None, None, None))
+        else:
+            self.request(_HOOK_ACTIONS[name])
+        return True
+
+    def _crash(self, what: str, generation: int) -> None:
+        self._queue.put_nowait(("crash", (what, generation), None, None))
+
+    # ---- status -------------------------------------------------------------------------
+    def recorded_seconds(self) -> float:
+        return sum(c.elapsed() for c in self.captures)
+
+    def bytes_recorded(self) -> int:
+        return sum(c.size() for c in self.captures)
+
+    def _update(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(self.status, key, value)
+        self.status.recorded_seconds = round(self.recorded_seconds(), 3)
+        self.status.segments = len(self.captures)
+        if self.on_status is not None:
+            self.on_status(self.status)
+
+    def finish(self, result: Result | None = None) -> RecorderStatus:
+        if result is not None:
+            self.status.result = result
+        self._update(status=Phase.FINISHED, finish_time=now())
+        return self.status
+
+    # ---- the run ------------------------------------------------------------------------
+    async def run(self) -> RecorderStatus:
+        """Record until stopped, then package. Leaves status at TRANSCODE (done) or with an error
+        in status.result; the caller delivers and calls finish()."""
+        for d in (self.seg_dir, self.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        error: RecorderError | None = None
+        try:
+            try:
+                await self._setup()
+                await self._loop()
+            except RecorderError as exc:
+                error = exc
+                event(log, "recording failed", logging.ERROR, code=exc.code.value, error=exc.message)
+            finally:
+                await self._close_segment()
+                if self.status.status.active:
+                    self._update(status=Phase.CANCELED, cancel_time=self.status.cancel_time or now())
+                if self.status.start_time is not None:
+                    self._update(stop_time=self.status.stop_time or now())
+                await self._teardown()
+                self._reject_pending()
+            if self._canceled:
+                self._discard_segments()
+                self.status.result = Result(error_code=ErrorCode.CANCELED,
+                                            error_message="canceled: no video produced")
+                return self.status
+            if error is not None and error.code == ErrorCode.DISK_FULL:
+                self._discard_segments()  # give the space back; a partial file would be broken
+                self.status.result = Result(error_code=error.code, error_message=error.message)
+                return self.status
+            self._update(status=Phase.TRANSCODE, message="packaging")
+            try:
+                self.packaged = await self._package()
+            except RecorderError as exc:
+                error = error or exc
+                self.packaged = None
+            if error is not None:
+                self.status.result = Result(error_code=error.code, error_message=error.message)
+            elif self.packaged is None:
+                self.status.result = Result(error_code=ErrorCode.NOTHING_RECORDED,
+                                            error_message="nothing was recorded")
+            self._update(message="packaged" if self.packaged else "no video")
+            return self.status
+        finally:
+            await self._teardown()
+
+    async def _setup(self) -> None:
+        self.display = Display(self.spec.width, self.spec.height, self.settings, self.log_dir)
+        self.audio = PulseAudio(self.settings, self.log_dir)
+        await asyncio.gather(self.display.start(), self.audio.start())
+        self.browser = Browser(
+            self.settings, self.spec.width, self.spec.height, self._browser_env(),
+            self.work_dir / "profile", on_hook=self._hook,
+            on_crash=lambda what: self._crash(what, self.browser.launches if self.browser else 0),
+        )
+        await self.browser.launch(self.spec.record_url)
+        if self.spec.manual_start:
+            self._update(message="waiting for window.startRecord()")
+        else:
+            await self._start_recording()
+
+    def _browser_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("WAYLAND_DISPLAY", None)
+        assert self.display is not None and self.audio is not None
+        env["DISPLAY"] = self.display.name
+        env.update(self.audio.client_env())
+        return env
+
+    async def _start_recording(self) -> None:
+        await self._open_segment()
+        self._update(status=Phase.RECORDING, start_time=now(), message="recording")
+        self.started_event.set()
+
+    async def _open_segment(self) -> None:
+        assert self.display is not None and self.audio is not None
+        index = len(self.captures)
+        capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
+                          {**self._browser_env()}, self.seg_dir / f"seg_{index:04d}.ts", index)
+        await capture.start()
+        self.captures.append(capture)
+        self.current = capture
+        asyncio.get_running_loop().create_task(self._watch_capture(capture))
+
+    async def _watch_capture(self, capture: Capture) -> None:
+        assert capture.exited is not None
+        await capture.exited
+        if not capture.stopping:
+            self._queue.put_nowait(("encoder", capture, None, None))
+
+    async def _close_segment(self) -> None:
+        capture, self.current = self.current, None
+        if capture is not None:
+            await capture.stop()
+
+    def _deadline(self) -> float | None:
+        """Seconds until the next timer fires in the current phase."""
+        phase = self.status.status
+        if phase == Phase.NORMAL:
+            return self._created + self.manual_start_timeout - time.monotonic()
+        if phase == Phase.RECORDING:
+            return self.spec.max_duration_limit - self.recorded_seconds()
+        if phase == Phase.PAUSED:
+            return self._paused_since + self.settings.max_paused_seconds - time.monotonic()
+        return None
+
+    async def _loop(self) -> None:
+        while True:
+            timeout = self._deadline()
+            try:
+                kind, arg, future, seq = await asyncio.wait_for(self._queue.get(), max(timeout, 0) if timeout is not None else None)
+            except (asyncio.TimeoutError, TimeoutError):
+                try:
+                    await self._timer_fired()
+                except _Stop:
+                    pass
+                return
+            try:
+                await self._handle(kind, arg, seq)
+            except _Stop:
+                if future is not None and not future.done():
+                    future.set_result(self.status)
+                return
+            except InvalidAction as exc:
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+                continue
+            except RecorderError as exc:
+                if future is not None and not future.done():
+                    future.set_exception(InvalidAction(exc.message))
+                raise
+            if future is not None and not future.done():
+                future.set_result(self.status)
+
+    async def _timer_fired(self) -> None:
+        phase = self.status.status
+        if phase == Phase.NORMAL:
+            raise RecorderError(
+                ErrorCode.MANUAL_START_TIMEOUT,
+                f"the page did not call window.startRecord() within {self.manual_start_timeout:g} s")
+        reason = "maxDurationLimit reached" if phase == Phase.RECORDING else "paused too long"
+        event(log, "auto stop", reason=reason)
+        await self._stop(reason)
+
+    async def _handle(self, kind: str, arg: Any, seq: int | None) -> None:
+        phase = self.status.status
+        if kind == "start":
+            if phase == Phase.NORMAL:
+                await self._start_recording()
+            return
+        if kind == "crash":
+            what, generation = arg
+            if self.browser is not None and generation == self.browser.launches:
+                await self._recover_browser(what)
+            return
+        if kind == "encoder":
+            if arg is self.current:
+                await self._recover_encoder(arg)
+            return
+        action: Action = arg
+        if seq is not None:
+            if seq <= self.status.last_action_seq:
+                return
+        if seq is not None and action in (Action.STOP, Action.CANCEL):
+            self.status.last_action_seq = seq  # _apply does not return for these
+        await self._apply(action, phase)
+        if seq is not None:
+            self._update(last_action_seq=seq)
+
+    async def _apply(self, action: Action, phase: Phase) -> None:
+        if action == Action.PAUSE:
+            if phase != Phase.RECORDING:
+                raise InvalidAction(f"Pause does not apply: the task is {phase.value}")
+            await self._close_segment()
+            self._paused_since = time.monotonic()
+            self._update(status=Phase.PAUSED, message="paused")
+        elif action == Action.RESUME:
+            if phase != Phase.PAUSED:
+                raise InvalidAction(f"Resume does not apply: the task is {phase.value}")
+            await self._open_segment()
+            self._update(status=Phase.RECORDING, message="recording")
+        elif action == Action.REFRESH:
+            assert self.browser is not None
+            await self.browser.reload()
+            self._update(message="page reloaded")
+        elif action in (Action.STOP, Action.CANCEL):
+            self._canceled = action == Action.CANCEL
+            await self._stop("canceled" if self._canceled else "stopped")
+
+    async def _stop(self, reason: str) -> None:
+        self._update(cancel_time=now(), message=reason)
+        await self._close_segment()
+        self._update(status=Phase.CANCELED,
+                     stop_time=now() if self.status.start_time is not None else None)
+        raise _Stop
+
+    async def _recover_browser(self, what: str) -> None:
+        assert self.browser is not None
+        self._browser_restarts += 1
+        phase = self.status.status
+        await self._close_segment()
+        if self._browser_restarts > self.settings.max_browser_restarts:
+            raise RecorderError(ErrorCode.BROWSER_CRASHED,
+                                f"Chromium crashed {self._browser_restarts} times ({what}); giving up")
+        event(log, "restarting chromium", logging.WARNING, what=what, restarts=self._browser_restarts)
+        self._update(message=f"Chromium {what} crashed; restarting")
+        await self.browser.close_browser()
+        await self.browser.launch(self.spec.record_url)
+        if phase == Phase.RECORDING:
+            await self._open_segment()
+            self._update(message="recording (browser restarted)")
+
+    async def _recover_encoder(self, capture: Capture) -> None:
+        await self._close_segment()
+        if capture.disk_full:
+            raise RecorderError(ErrorCode.DISK_FULL, "disk full while recording: " + capture.error_text())
+        self._encoder_restarts += 1
+        if self._encoder_restarts > self.settings.max_encoder_restarts:
+            raise RecorderError(ErrorCode.ENCODER_FAILED,
+                                f"ffmpeg failed {self._encoder_restarts} times: {capture.error_text()}")
+        event(log, "restarting ffmpeg", logging.WARNING, restarts=self._encoder_restarts)
+        await self._open_segment()
+        self._update(message="recording (encoder restarted)")
+
+    def _reject_pending(self) -> None:
+        while not self._queue.empty():
+            _, _, future, _ = self._queue.get_nowait()
+            if future is not None and not future.done():
+                future.set_exception(InvalidAction(f"the task is {self.status.status.value}"))
+
+    async def _teardown(self) -> None:
+        """Stop every child; safe to call twice and on any exit path."""
+        await self._close_segment()
+        for capture in self.captures:
+            if capture.running:
+                await capture.stop()
+        browser, self.browser = self.browser, None
+        if browser is not None:
+            await browser.close()
+        audio, self.audio = self.audio, None
+        display, self.display = self.display, None
+        await asyncio.gather(*(p.stop() for p in (audio, display) if p is not None),
+                             return_exceptions=True)
+
+    def _discard_segments(self) -> None:
+        shutil.rmtree(self.seg_dir, ignore_errors=True)
+
+    async def _package(self) -> Packaged | None:
+        segments = await usable_segments([c.path for c in self.captures], self.settings)
+        if not segments:
+            return None
+        video = self.spec.output.video
+        if video.muxer == "hls":
+            return await package_hls(segments, self.output, self.work_dir, self.settings,
+                                     video.encrypt_key, video.auth_url)
+        return await package_mp4(segments, self.output, self.work_dir, self.settings)

@@ -1,0 +1,38 @@
+"""Recorder tunables. Every field can be set from the environment with the WEBRECORD_ prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RecorderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBRECORD_", extra="ignore")
+
+    chromium_path: str = "/usr/bin/chromium"
+    xvfb_path: str = "Xvfb"
+    pulseaudio_path: str = "pulseaudio"
+    ffmpeg_path: str = "ffmpeg"
+    ffprobe_path: str = "ffprobe"
+
+    fps: int = Field(30, ge=1, le=60)
+    # A cheap preset keeps the encoder near the cost of a bare x11grab capture.
+    x264_preset: str = "veryfast"
+    x264_crf: int = Field(23, ge=0, le=51)
+    keyint_seconds: float = Field(2.0, gt=0)
+    audio_bitrate: str = "128k"
+    audio_rate: int = 48000
+    # Bytes per pulse read: 3840 = 20 ms of 48 kHz stereo s16, small enough for A/V sync.
+    pulse_fragment_bytes: int = Field(3840, ge=256)
+    hls_segment_seconds: float = Field(4.0, gt=0)
+
+    manual_start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for startRecord()")
+    page_load_timeout: float = Field(30.0, gt=0)
+    browser_start_timeout: float = Field(30.0, gt=0)
+    display_start_timeout: float = Field(10.0, gt=0)
+    audio_start_timeout: float = Field(10.0, gt=0)
+    encoder_stop_timeout: float = Field(5.0, gt=0, description="Wait after 'q' before killing ffmpeg")
+    max_browser_restarts: int = Field(3, ge=0)
+    max_encoder_restarts: int = Field(3, ge=0)
+    max_paused_seconds: float = Field(21600.0, gt=0, description="Auto-stop after this long paused")
+    progress_interval: float = Field(1.0, gt=0)
