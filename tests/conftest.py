@@ -12,6 +12,9 @@ import pytest
 
 PAGES_DIR = Path(__file__).parent / "pages"
 
+# The real Kubernetes control plane (control_plane, k8s_namespace fixtures): tests/controlplane/.
+pytest_plugins = ["controlplane.plugin"]
+
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
