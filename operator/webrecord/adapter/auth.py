@@ -19,8 +19,12 @@ The scheme (as the cloud API gateways document it for "application authenticatio
 What this server adds on top: `x-date` must be among the signed headers and within
 `auth_max_skew_seconds` (15 minutes) of our clock; Content-MD5, when sent, must match the body
 (both the gateway's base64-of-hex form and the RFC 1864 base64-of-digest form are accepted) and is
-required for non-empty bodies unless `auth_require_content_md5` is off; a signature is accepted
-once (replays inside the window are refused). Algorithms: hmac-sha1, hmac-sha256, hmac-sha512.
+required for non-empty bodies unless `auth_require_content_md5` is off; the signature of a request
+that changes something (Start and the controls) is accepted once: a replay inside the window is
+refused. Describe and List are reads whose replay changes nothing, and legitimate pollers send
+byte-identical Describes within one X-Date second, so they are not replay-checked. The replay
+cache is per process: behind several adapter replicas, route by ApiAppKey or accept that a replay
+may reach another replica. Algorithms: hmac-sha1, hmac-sha256, hmac-sha512.
 """
 
 from __future__ import annotations
@@ -180,6 +184,13 @@ class ReplayCache:
         return True
 
 
+@dataclass(frozen=True)
+class Verified:
+    key: str  # the ApiAppKey: the owner of the tasks this request creates or sees
+    signature: str
+    expires: float  # end of the X-Date window: the replay cache keeps it until then
+
+
 class Authenticator:
     def __init__(
         self,
@@ -193,8 +204,8 @@ class Authenticator:
         self.require_content_md5 = require_content_md5
         self.replay = ReplayCache(replay_cache_size)
 
-    def verify(self, req: SignedRequest, now: float | None = None) -> str:
-        """The ApiAppKey that signed `req`, or ApiError(AuthFailure.*) naming what is wrong."""
+    def verify(self, req: SignedRequest, now: float | None = None) -> "Verified":
+        """Who signed `req` (not yet checked for replay: see `remember`), or AuthFailure.*."""
         now = time.time() if now is None else now
         header = req.headers.get("authorization")
         if not header:
@@ -238,12 +249,16 @@ class Authenticator:
                 "and the ApiAppSecret)",
             )
         self._check_body(req)
-        if not self.replay.check_and_add(params["signature"], signed_at + self.max_skew, now):
+        return Verified(params["id"], params["signature"], signed_at + self.max_skew)
+
+    def remember(self, verified: "Verified", now: float | None = None) -> None:
+        """Accept a signature once: a second use inside the window is AuthFailure.RequestReplayed."""
+        now = time.time() if now is None else now
+        if not self.replay.check_and_add(verified.signature, verified.expires, now):
             raise ApiError(
                 AdapterErrorCode.AUTH_REPLAYED,
                 "Authorization.signature: already used; sign every request anew",
             )
-        return params["id"]
 
     def _check_body(self, req: SignedRequest) -> None:
         sent = req.headers.get("content-md5", "")

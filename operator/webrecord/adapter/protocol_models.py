@@ -228,8 +228,11 @@ def validation_error(exc: ValidationError, model: type[BaseModel], prefix: tuple
     first = errors[0]
     loc = tuple(str(p) for p in first["loc"])
     path = ".".join(prefix + tuple(_short(p, 40) for p in loc)) or "body"
+    empty = first["type"] == "string_too_short" and (first.get("ctx") or {}).get("min_length") == 1
     code = (
-        AdapterErrorCode.MISSING_PARAM if first["type"] == "missing" else AdapterErrorCode.INVALID_PARAM
+        AdapterErrorCode.MISSING_PARAM
+        if first["type"] == "missing" or empty
+        else AdapterErrorCode.INVALID_PARAM
     )
     message = f"{path}: {_rule(first, model, loc)}"
     if len(errors) > 1:
@@ -267,7 +270,7 @@ def _rule(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
             return f"must be at least {low}"
         return f"must be at most {high}"
     if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} characters"
+        return "required (got an empty string)" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} characters"
     if kind == "string_too_long":
         return f"must have at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":

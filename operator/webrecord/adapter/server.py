@@ -27,7 +27,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from webrecord import logs
 from webrecord.adapter import protocol_models as pm
-from webrecord.adapter.auth import Authenticator, SignedRequest, load_keys
+from webrecord.adapter.auth import Authenticator, SignedRequest, Verified, load_keys
 from webrecord.adapter.backends.base import (
     ANONYMOUS_OWNER,
     ActionNotAllowed,
@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 
 BACKEND_KEY: web.AppKey[Backend] = web.AppKey("backend", Backend)
 SETTINGS_KEY: web.AppKey[AdapterSettings] = web.AppKey("settings", AdapterSettings)
+OPENAPI_KEY: web.AppKey[dict] = web.AppKey("openapi", dict)
+
+# Request-scoped values (aiohttp >= 3.13 prefers typed keys; older versions take strings).
+_Key = getattr(web, "RequestKey", None)
+REQUEST_ID = _Key("request_id", str) if _Key else "request_id"
+ACTION = _Key("action", str) if _Key else "action"
+CLOSE_CONNECTION = _Key("close_connection", bool) if _Key else "close_connection"
+
+# Reads: not replay-checked (see adapter.auth).
+_READ_ONLY = frozenset({pm.ActionName.DESCRIBE, pm.ActionName.LIST})
 
 _BACKEND_ERRORS: dict[type[BackendError], AdapterErrorCode] = {
     TaskNotFound: AdapterErrorCode.TASK_NOT_FOUND,
@@ -77,12 +87,18 @@ class ActionHandler:
         self.auth = authenticator
         self.urls = url_policy
 
-    async def __call__(self, request: web.Request) -> web.Response:
-        request_id: str = request["request_id"]
+    async def handle(self, request: web.Request) -> web.Response:
+        request_id: str = request[REQUEST_ID]
         body = await self._read_body(request)
-        owner = self._authenticate(request, body)
+        verified = self._authenticate(request, body)
         action, data = pm.parse_envelope(pm.parse_json(body))
-        request["action"] = action.value
+        request[ACTION] = action.value
+        owner = ANONYMOUS_OWNER
+        if verified is not None:
+            assert self.auth is not None
+            owner = verified.key
+            if action not in _READ_ONLY:
+                self.auth.remember(verified)
         reply = await self._dispatch(action, data, owner)
         reply["RequestID"] = request_id
         return _json(reply, 200, request_id)
@@ -98,15 +114,15 @@ class ActionHandler:
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(AdapterErrorCode.REQUEST_TOO_LARGE, f"body: larger than {limit} bytes")
         except asyncio.TimeoutError:
-            request["close_connection"] = True
+            request[CLOSE_CONNECTION] = True
             raise ApiError(
                 AdapterErrorCode.REQUEST_TIMEOUT,
                 f"body: not received within {self.settings.body_timeout_seconds:g} seconds",
             )
 
-    def _authenticate(self, request: web.Request, body: bytes) -> str:
+    def _authenticate(self, request: web.Request, body: bytes) -> Verified | None:
         if self.auth is None:
-            return ANONYMOUS_OWNER
+            return None
         signed = SignedRequest(
             method=request.method,
             path=request.rel_url.path,
@@ -165,7 +181,7 @@ _HTTP_ERRORS = {
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Fresh RequestID per request; every failure becomes the protocol's error body."""
     request_id = str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     protocol = request.protocol
     if isinstance(protocol, GuardedRequestHandler):
         protocol.disarm()
@@ -175,7 +191,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except ApiError as exc:
         response = _json(exc.body(request_id), exc.status, request_id)
         logs.event(log, "request refused", logging.INFO, request_id=request_id,
-                   action=request.get("action"), error=exc.code.value, message=exc.message)
+                   action=request.get(ACTION), error=exc.code.value, message=exc.message)
     except web.HTTPException as exc:
         code, message = _HTTP_ERRORS.get(
             exc.status, (AdapterErrorCode.INVALID_PARAM, f"request: {exc.reason}")
@@ -193,16 +209,16 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     finally:
         if isinstance(protocol, GuardedRequestHandler):
             protocol.arm()
-    if request.get("close_connection"):
+    if request.get(CLOSE_CONNECTION):
         response.force_close()
     logs.event(log, "request", logging.DEBUG, request_id=request_id, path=request.path,
-               action=request.get("action"), status=response.status,
+               action=request.get(ACTION), status=response.status,
                ms=round((time.monotonic() - started) * 1000, 2))
     return response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    request_id = request["request_id"]
+    request_id = request[REQUEST_ID]
     backend = request.app[BACKEND_KEY]
     try:
         details = await backend.health()
@@ -213,7 +229,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app["openapi"])
+    return web.json_response(request.app[OPENAPI_KEY])
 
 
 def build_app(
@@ -245,8 +261,8 @@ def build_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[BACKEND_KEY] = backend
     app[SETTINGS_KEY] = settings
-    app["openapi"] = openapi_document()
-    app.router.add_post("/", ActionHandler(settings, backend, authenticator, policy))
+    app[OPENAPI_KEY] = openapi_document()
+    app.router.add_post("/", ActionHandler(settings, backend, authenticator, policy).handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/openapi.json", openapi)
 

@@ -1,0 +1,157 @@
+"""A real adapter server on loopback, run in a thread with its own event loop, and a small
+synchronous HTTP client, so tests (hypothesis included) can talk to it over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from webrecord.adapter import auth
+from webrecord.adapter.backends.local import LocalBackend
+from webrecord.adapter.server import AdapterRunner, build_app
+from webrecord.adapter.settings import AdapterSettings
+
+KEYS = {"AKIDalice": "alice-secret-0123456789", "AKIDbob": "bob-secret-9876543210"}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    raw: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class LiveServer:
+    host: str
+    port: int
+    backend: LocalBackend
+    settings: AdapterSettings
+    loop: asyncio.AbstractEventLoop
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+                timeout: float = 30.0) -> Reply:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+            return Reply(resp.status, parsed, raw, {k.lower(): v for k, v in resp.getheaders()})
+        finally:
+            conn.close()
+
+    def post_raw(self, body: bytes, headers: dict | None = None) -> Reply:
+        merged = {"content-type": "application/json"}
+        merged.update({k.lower(): v for k, v in (headers or {}).items()})
+        return self.request("POST", "/", body, merged)
+
+    def call(self, action: str, data: Any = None, key: str | None = None) -> Reply:
+        """POST one Action; signed with `key` from KEYS when given."""
+        envelope: dict[str, Any] = {"Action": action}
+        if data is not None:
+            envelope["Data"] = data
+        body = json.dumps(envelope).encode()
+        headers = auth.sign_headers(key, KEYS[key], body) if key else {}
+        return self.post_raw(body, headers)
+
+    def run(self, coro: Any, timeout: float = 60.0) -> Any:
+        """Run a coroutine on the server's loop (e.g. backend calls)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def start_live_server(settings: AdapterSettings) -> tuple[LiveServer, Callable[[], None]]:
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        state["loop"] = loop
+        stop = asyncio.Event()
+        state["stop"] = stop
+
+        async def serve() -> None:
+            backend = LocalBackend(settings)
+            authenticator = None
+            if settings.auth_enabled:
+                authenticator = auth.Authenticator(KEYS, max_skew=settings.auth_max_skew_seconds)
+            app = build_app(settings, backend, authenticator)
+            runner = AdapterRunner(app, settings.header_timeout_seconds)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            state["backend"] = backend
+            ready.set()
+            try:
+                await stop.wait()
+            finally:
+                await backend.terminate_all(grace=10.0)
+                await runner.cleanup()
+
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # surfaced to the test through `state`
+            state["error"] = exc
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    if not ready.wait(30) or "error" in state:
+        raise RuntimeError(f"adapter did not start: {state.get('error')}")
+    server = LiveServer("127.0.0.1", state["port"], state["backend"], settings, state["loop"])
+
+    def stop() -> None:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(60)
+
+    return server, stop
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Factory: make_server(**settings) -> a LiveServer; all are stopped (recorders too) after."""
+    stops: list[Callable[[], None]] = []
+
+    def factory(**overrides: Any) -> LiveServer:
+        values: dict[str, Any] = {
+            "state_dir": tmp_path / f"state{len(stops)}",
+            "auth_enabled": False,
+            "header_timeout_seconds": 15.0,
+        }
+        values.update(overrides)
+        server, stop = start_live_server(AdapterSettings(**values))
+        stops.append(stop)
+        return server
+
+    yield factory
+    for stop in reversed(stops):
+        stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., LiveServer]) -> LiveServer:
+    """Auth off (local use), local backend in a temporary state dir."""
+    return make_server()
+
+
+@pytest.fixture
+def signed_server(make_server: Callable[..., LiveServer]) -> LiveServer:
+    """Auth on with the KEYS above."""
+    return make_server(auth_enabled=True)
