@@ -60,10 +60,15 @@ class Bucket:
     endpoint: str
     settings: DeliverySettings
     domain: str | None = None
+    credentials: dict[str, str] | None = None  # explicit keys (VOD's temporary certificate)
 
     def __post_init__(self) -> None:
         s = self.settings
-        s3_config: dict = {"addressing_style": s.addressing_style()}
+        # Virtual-hosted style for the derived cloud endpoint (COS needs it); path style for an
+        # overridden endpoint (MinIO, moto, an IP address), unless configured otherwise.
+        derived = self.endpoint == s.s3_endpoint_template.format(region=self.region)
+        self.style = s.s3_addressing_style or ("virtual" if derived else "path")
+        s3_config: dict = {"addressing_style": self.style}
         if s.s3_payload_signing is not None:
             s3_config["payload_signing_enabled"] = s.s3_payload_signing
         config = Config(
@@ -74,7 +79,7 @@ class Bucket:
             max_pool_connections=max(10, s.s3_concurrency * 2),
             s3=s3_config,
         )
-        creds = s.s3_credentials() or {}
+        creds = self.credentials or s.s3_credentials() or {}
         # A session per bucket: boto3's default session is not thread-safe to create clients.
         session = boto3.session.Session()
         self.client = session.client("s3", endpoint_url=self.endpoint, config=config, **creds)
@@ -93,6 +98,7 @@ class Bucket:
         settings: DeliverySettings,
         domain: str | None = None,
         endpoint: str | None = None,
+        credentials: dict[str, str] | None = None,
     ) -> "Bucket":
         region = region or settings.s3_default_region
         return cls(
@@ -101,6 +107,7 @@ class Bucket:
             endpoint=endpoint or settings.s3_endpoint(region),
             settings=settings,
             domain=domain,
+            credentials=credentials,
         )
 
     # --- URLs ---
@@ -112,7 +119,7 @@ class Bucket:
             base = self.domain if "://" in self.domain else f"https://{self.domain}"
             return f"{base.rstrip('/')}/{path}"
         parts = urlsplit(self.endpoint)
-        if self.settings.addressing_style() == "path":
+        if self.style == "path":
             return f"{self.endpoint}/{self.name}/{path}"
         return f"{parts.scheme}://{self.name}.{parts.netloc}/{path}"
 

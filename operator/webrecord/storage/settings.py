@@ -28,7 +28,7 @@ class DeliverySettings(BaseSettings):
     )
     s3_default_region: str = Field("ap-guangzhou", description="When the task names no region")
     s3_addressing_style: Literal["auto", "path", "virtual"] | None = Field(
-        None, description="Default: path with an endpoint override, virtual otherwise (COS)"
+        None, description="Default: virtual with the derived endpoint (COS), path with an override"
     )
     s3_credentials_file: Path | None = Field(
         None,
@@ -85,6 +85,9 @@ class DeliverySettings(BaseSettings):
     vod_credentials_file: Path | None = Field(
         None, description="Mounted secret: directory with SecretId/SecretKey files or KEY=VALUE"
     )
+    vod_storage_endpoint_url: str | None = Field(
+        None, description="Endpoint of the bucket ApplyUpload names (default: the S3 endpoint "
+        "rule: WEBRECORD_S3_ENDPOINT_URL, else the template with StorageRegion)")
     vod_timeout_s: float = Field(10.0, gt=0)
     vod_attempts: int = Field(3, ge=1, le=10)
 
@@ -93,10 +96,10 @@ class DeliverySettings(BaseSettings):
             return self.s3_endpoint_url.rstrip("/")
         return self.s3_endpoint_template.format(region=region or self.s3_default_region)
 
-    def addressing_style(self) -> str:
-        if self.s3_addressing_style:
-            return self.s3_addressing_style
-        return "path" if self.s3_endpoint_url else "virtual"
+    def vod_storage_endpoint(self, region: str | None) -> str:
+        if self.vod_storage_endpoint_url:
+            return self.vod_storage_endpoint_url.rstrip("/")
+        return self.s3_endpoint(region)
 
     def callback_key(self) -> bytes | None:
         if self.callback_secret is not None:
