@@ -117,6 +117,10 @@ class Session:
         if self.on_status is not None:
             self.on_status(self.status)
 
+    def set_phase(self, phase: Phase, message: str | None = None) -> None:
+        """For the stages after packaging (upload, callback), reported by the delivery stage."""
+        self._update(status=phase, message=message or phase.value)
+
     def finish(self, result: Result | None = None) -> RecorderStatus:
         if result is not None:
             self.status.result = result
@@ -137,6 +141,9 @@ class Session:
             except RecorderError as exc:
                 error = exc
                 event(log, "recording failed", logging.ERROR, code=exc.code.value, error=exc.message)
+            except Exception as exc:  # noqa: BLE001 - a bug still ends in a Result, not a hang
+                log.exception("recorder failed unexpectedly")
+                error = RecorderError(ErrorCode.INTERNAL, f"recorder failed: {type(exc).__name__}: {exc}")
             finally:
                 await self._close_segment()
                 if self.status.status.active:

@@ -1,0 +1,97 @@
+"""The control endpoint of a running recorder (docs/contracts.md section 1).
+
+GET /healthz (no auth), GET /status, POST /control {"action", "seq"}; Bearer token auth.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from webrecord.api.models import Action
+from webrecord.logs import event
+from webrecord.recorder.errors import InvalidAction
+from webrecord.recorder.session import Session
+
+log = logging.getLogger(__name__)
+
+_ACTIONS = ", ".join(a.value for a in Action)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"errorCode": code, "errorMessage": message}, status=status)
+
+
+class ControlServer:
+    def __init__(self, session: Session, token: str | None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.session = session
+        self.token = token or None
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        if self.token is None:
+            event(log, "control endpoint without token: local use only", logging.WARNING)
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/status", self._status)
+        app.router.add_post("/control", self._control)
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path != "/healthz" and self.token is not None:
+            header = request.headers.get("Authorization", "")
+            given = header[7:].strip() if header.startswith("Bearer ") else ""
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return _error(401, "Unauthorized", "Authorization: Bearer <token> missing or wrong")
+        return await handler(request)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.session.status.wire())
+
+    async def _control(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "InvalidParam", "body: must be a JSON object")
+        if not isinstance(body, dict):
+            return _error(400, "InvalidParam", "body: must be a JSON object")
+        try:
+            action = Action(body.get("action"))
+        except ValueError:
+            return _error(400, "InvalidParam", f"action: must be one of {_ACTIONS}")
+        seq = body.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            return _error(400, "InvalidParam", "seq: must be a non-negative integer")
+        try:
+            status = await self.session.control(action, seq)
+        except InvalidAction as exc:
+            return _error(409, "InvalidAction", str(exc))
+        event(log, "control applied", action=action.value, seq=seq, status=status.status.value)
+        return web.json_response(status.wire())
+
+    async def start(self) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        event(log, "control endpoint listening", host=self.host, port=self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
