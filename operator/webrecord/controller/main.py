@@ -32,6 +32,8 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     # Routine log lines stay logs; phase changes are posted explicitly as Events.
     s.posting.enabled = True
     s.posting.level = logging.WARNING
+    # kopf logs every timer run at INFO; with a timer per task that drowns the useful lines.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Watches: server-side timeout so connections are recycled, a client timeout a bit longer.
     s.watching.server_timeout = settings.watch_server_timeout_s
     s.watching.client_timeout = settings.watch_server_timeout_s + 30

@@ -28,12 +28,32 @@ class Runtime:
     pods: dict[Key, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[Key, str] = field(default_factory=dict)
     unreachable_since: dict[Key, float] = field(default_factory=dict)
+    reserved: set[Key] = field(default_factory=set)  # pods this process created, maybe unseen
+
+    def running(self) -> set[Key]:
+        """Tasks whose recorder pod exists and has not ended (for the concurrency limit)."""
+        live = {
+            key for key, pod in self.pods.items()
+            if not pod.get("gone")
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        }
+        return live | self.reserved
+
+    def has_slot(self, key: Key) -> bool:
+        limit = self.settings.max_concurrent
+        if not limit:
+            return True
+        running = self.running()
+        return key in running or len(running) < limit
 
     def remember_pod(self, key: Key, pod: dict[str, Any] | None) -> None:
         self.pods[key] = pod if pod is not None else _GONE
+        if pod is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            self.reserved.discard(key)
 
     def forget(self, key: Key) -> None:
         self.pods.pop(key, None)
+        self.reserved.discard(key)
         self.tokens.pop(key, None)
         self.unreachable_since.pop(key, None)
 

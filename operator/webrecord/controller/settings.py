@@ -45,6 +45,11 @@ class OperatorSettings(BaseSettings):
     cpu_limit_factor: float = Field(2.0, ge=1.0)
     memory_limit_factor: float = Field(1.5, ge=1.0)
 
+    max_concurrent: int = Field(
+        0, ge=0, description="Recorder pods at once per operator; more wait queued. 0: no limit"
+    )
+    queue_retry_s: float = Field(10.0, gt=0, description="How often a queued task tries again")
+
     # Supervision.
     poll_interval_s: float = Field(2.0, gt=0, description="GET /status period per active task")
     control_timeout_s: float = Field(10.0, gt=0, description="One HTTP call to a recorder")

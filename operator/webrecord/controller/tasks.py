@@ -29,7 +29,7 @@ def phase_event(body: Any, before: str | None, after: str | None, message: str =
     if not after or before == after:
         return
     text = f"{before or 'new'} -> {after}" + (f": {message}" if message else "")
-    kopf.info(body, reason=f"Phase{after.capitalize()}", message=text[:1024])
+    kopf.event(body, type="Normal", reason=f"Phase{after.capitalize()}", message=text[:1024])
 
 
 async def send_callback(name: str, spec: dict[str, Any], status: dict[str, Any]) -> str | None:
@@ -124,7 +124,7 @@ async def forward_action(
             f"{action.value} (actionSeq {spec.get('actionSeq', 0)}): {error}", now, generation,
         )
     else:
-        kopf.info(body, reason="ActionApplied",
+        kopf.event(body, type="Normal", reason="ActionApplied",
                   message=f"{action.value} (actionSeq {spec.get('actionSeq', 0)}) applied")
         changes["conditions"] = st.with_condition(
             status.get("conditions"), st.COND_ACTION, True, action.value,

@@ -49,6 +49,15 @@ async def create_recorder(
         kopf.warn(body, reason="InvalidParam", message=changes["message"])
         return
 
+    key = (namespace, name)
+    if not rt.has_slot(key):
+        # Queued: kopf retries this handler; the task stays `normal` until a slot frees up.
+        message = f"queued: {rt.settings.max_concurrent} recordings are running (concurrency limit)"
+        if current.get("message") != message:
+            apply(patch, {"createTime": create_time, "phase": Phase.NORMAL.value, "message": message})
+        raise kopf.TemporaryError(message, delay=rt.settings.queue_retry_s)
+    rt.reserved.add(key)
+
     # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
     token = podlib.new_token()
     if not await rt.kube.create(podlib.build_secret(body, task, token)):
@@ -58,6 +67,7 @@ async def create_recorder(
     created = await rt.kube.create(pod)
 
     changes: dict[str, Any] = {
+        "message": f"recorder pod {pod['metadata']['name']} created",
         "createTime": create_time,
         "podName": pod["metadata"]["name"],
         "phase": current.get("phase") or Phase.NORMAL.value,

@@ -46,7 +46,7 @@ async def stop_on_delete(
                 if not stop_sent:
                     reply = await rt.recorders.control(base, token, Action.STOP, None)
                     stop_sent = True
-                    kopf.info(body, reason="Stopping",
+                    kopf.event(body, type="Normal", reason="Stopping",
                               message="WebRecording deleted: Stop sent to the recorder")
                     if reply.status is not None and reply.status.status == Phase.FINISHED:
                         return
