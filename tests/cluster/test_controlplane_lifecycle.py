@@ -4,6 +4,10 @@ fails, and when the apiserver itself fails to start."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +77,41 @@ def test_apiserver_that_cannot_start_reports_its_log_and_leaves_nothing(control_
     assert "kube-apiserver exited" in message
     assert "no-such-flag" in message  # the tail of the apiserver's own log
     assert _processes_mentioning(workdir) == []
+
+
+KILLED_RUNNER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from controlplane.controlplane import ControlPlane
+plane = ControlPlane(Path(sys.argv[2]), controller_manager=False).start()
+print(plane.workdir, *plane.pids, flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_test_process_takes_its_control_plane_along(control_plane_assets, tmp_path):
+    """SIGKILL leaves no chance for teardown code: the kernel (PR_SET_PDEATHSIG) must do it."""
+    tests_dir = Path(__file__).resolve().parents[1]
+    runner = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUNNER, str(tests_dir), str(control_plane_assets)],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "runner.log").open("w"),
+        text=True,
+    )
+    try:
+        line = runner.stdout.readline().split()
+        assert line, (tmp_path / "runner.log").read_text()[-3000:]
+        workdir, pids = line[0], [int(pid) for pid in line[1:]]
+        assert sorted(_processes_mentioning(workdir)) == sorted(pids)
+    finally:
+        runner.kill()
+        runner.wait()
+    try:
+        deadline = time.monotonic() + 15
+        while _processes_mentioning(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_mentioning(workdir) == []
+    finally:
+        # The killed runner could not remove its temp dir; its processes are gone, so we can.
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,8 +1,9 @@
 """A throwaway Kubernetes control plane: etcd + kube-apiserver (+ kube-controller-manager when its
 binary is there) on free loopback ports, RBAC on, admin and service-account kubeconfigs.
 
-Every process runs in its own process group and gets SIGKILL if the Python thread that started it
-dies (PR_SET_PDEATHSIG), so nothing outlives a test run, not even a killed one.
+Every process runs in its own process group; `stop()` ends each group (SIGTERM, then SIGKILL).
+Started from the main thread, each also gets SIGKILL when the test process dies
+(PR_SET_PDEATHSIG), so nothing outlives even a killed pytest.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -79,13 +81,16 @@ class _Process:
         self.name = name
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("ab")
+        # PDEATHSIG follows the forking *thread*: only tie the child to the main thread, never to
+        # a worker thread that may end while the control plane is still in use.
+        on_main_thread = threading.current_thread() is threading.main_thread()
         self.popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads fork here concurrently
+            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
         )
 
     @property
