@@ -13,6 +13,7 @@ from typing import Any
 
 class AdapterErrorCode(str, enum.Enum):
     # (code, HTTP status). The body is authoritative; the HTTP status helps proxies and humans.
+    MALFORMED_REQUEST = "MalformedRequest"  # not valid HTTP (bad request line or header)
     MALFORMED_BODY = "MalformedBody"  # not JSON, not an object, not UTF-8
     MISSING_PARAM = "MissingParam"  # a required field is absent
     INVALID_PARAM = "InvalidParam"  # wrong type, out of range, bad format, unknown field
@@ -39,6 +40,7 @@ class AdapterErrorCode(str, enum.Enum):
 
 
 _HTTP_STATUS: dict[AdapterErrorCode, int] = {
+    AdapterErrorCode.MALFORMED_REQUEST: 400,
     AdapterErrorCode.MALFORMED_BODY: 400,
     AdapterErrorCode.MISSING_PARAM: 400,
     AdapterErrorCode.INVALID_PARAM: 400,

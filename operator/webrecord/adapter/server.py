@@ -326,6 +326,33 @@ class GuardedRequestHandler(RequestHandler):
         self.disarm()
         super().connection_lost(exc)
 
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """HTTP-level errors (bad request line, bad header) as the protocol's JSON, no trace."""
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started; cannot send the error reply")
+        request_id = str(uuid.uuid4())
+        if status >= 500:
+            log.error("internal error", exc_info=exc, extra={"fields": {"request_id": request_id}})
+            err = ApiError(AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE)
+        else:
+            detail = getattr(exc, "message", None) or message or "malformed HTTP request"
+            detail = str(detail).splitlines()[0][:120]
+            logs.event(log, "malformed HTTP request", logging.INFO, request_id=request_id,
+                       status=status, detail=detail)
+            code = (
+                AdapterErrorCode.REQUEST_TOO_LARGE if status == 413 else AdapterErrorCode.MALFORMED_REQUEST
+            )
+            err = ApiError(code, f"request: {detail}")
+        response = _json(err.body(request_id), status, request_id)
+        response.force_close()
+        return response
+
 
 class _GuardedServer(web.Server):
     header_timeout: float = 15.0
@@ -342,6 +369,9 @@ class AdapterRunner(web.AppRunner):
     def __init__(self, app: web.Application, header_timeout: float, **kwargs: Any) -> None:
         kwargs.setdefault("access_log", None)
         kwargs.setdefault("keepalive_timeout", 75.0)
+        # After an early reply (413, 408) aiohttp keeps reading the unread body for this long so
+        # the client sees the reply rather than a reset; the default 10 s favours slow clients.
+        kwargs.setdefault("lingering_time", 2.0)
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
 
