@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "webrecord.adapter.cli",  # serve
     "webrecord.controller.cli",  # operator, recorder-pod
     "webrecord.api.crd",  # crd
+    "webrecord.delivery.cli",  # deliver
 ]
 
 

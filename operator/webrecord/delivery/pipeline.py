@@ -338,6 +338,7 @@ async def deliver(
 
     manifest = {
         "taskId": task.task_id,
+        "status": manifest.get("status") or status.wire(),  # as before the first attempt
         "videos": [{"path": str(v.path), "duration": v.duration, "muxer": v.muxer} for v in videos],
         "done": done,
         "callbackDone": bool(manifest.get("callbackDone")),

@@ -17,7 +17,7 @@ _CHUNK = 4 * 1024 * 1024
 
 
 class DiskFullError(OSError):
-    """No space left on the target (ENOSPC/EDQUOT); the source is untouched."""
+    """The target cannot hold the file (ENOSPC, EDQUOT, EFBIG); the source is untouched."""
 
 
 def _tmp_name(final: Path) -> Path:
@@ -47,8 +47,8 @@ def _copy_data(src: Path, dst: Path) -> None:
 
 
 def _raise_mapped(exc: OSError, target: Path) -> None:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DiskFullError(exc.errno, f"no space left on {target.parent}") from exc
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        raise DiskFullError(exc.errno, f"{os.strerror(exc.errno)} ({target.parent})") from exc
     raise exc
 
 
