@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -115,3 +116,20 @@ def test_killed_test_process_takes_its_control_plane_along(control_plane_assets,
     finally:
         # The killed runner could not remove its temp dir; its processes are gone, so we can.
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_start_moves_on_when_a_port_is_taken(control_plane_assets, monkeypatch):
+    """Another process grabbing the probed port before etcd binds it costs one retry, no failure."""
+    import controlplane.controlplane as module
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        handed_out = iter([taken])
+        real_free_port = module.free_port
+        monkeypatch.setattr(module, "free_port", lambda: next(handed_out, None) or real_free_port())
+        with ControlPlane(control_plane_assets, controller_manager=False) as plane:
+            assert plane.etcd_url != f"http://127.0.0.1:{taken}"
+            assert plane.kubectl("get", "--raw", "/readyz").stdout == "ok"
+            assert "address already in use" in (plane.log_dir / "etcd.log").read_text()

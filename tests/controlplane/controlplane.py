@@ -37,6 +37,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # cluster; nothing that needs nodes.
 CONTROLLERS = "garbagecollector,namespace,serviceaccount"
 _PR_SET_PDEATHSIG = 1
+_START_ATTEMPTS = 3
 
 
 class ControlPlaneError(RuntimeError):
@@ -168,12 +169,22 @@ class ControlPlane:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     def start(self) -> ControlPlane:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        # A free port can be taken between our probe and the server's bind (other test sessions
+        # run beside us): start again on fresh ports then, a few times at most.
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._start()
+                return self
+            except ControlPlaneError as exc:
+                if "address already in use" not in str(exc) or attempt == _START_ATTEMPTS:
+                    self.stop()
+                    raise
+                self._stop_processes()
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -250,9 +261,7 @@ class ControlPlane:
             self._wait(kcm, "kube-controller-manager (default service account)", self._has_default_sa)
 
     def stop(self) -> None:
-        # Reverse order: clients before the servers they talk to.
-        while self._processes:
-            self._processes.pop().stop()
+        self._stop_processes()
         if self._own_workdir and not os.environ.get("WEBRECORD_KEEP_CONTROLPLANE"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -337,6 +346,11 @@ class ControlPlane:
         return path
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _stop_processes(self) -> None:
+        # Reverse order: clients before the servers they talk to.
+        while self._processes:
+            self._processes.pop().stop()
 
     def _spawn(self, name: str, argv: Sequence[str]) -> _Process:
         process = _Process(name, argv, self.log_dir / f"{name}.log")

@@ -23,6 +23,17 @@ K8S_BINARIES=(kube-apiserver kubectl kube-controller-manager)
 
 log() { echo "provision: $*" >&2; }
 
+# Module downloads can hit a passing network error; try them again before giving up.
+retry() {
+  local attempt
+  for attempt in 1 2 3; do
+    "$@" && return 0
+    log "attempt $attempt of: $* failed"
+    sleep $((attempt * 5))
+  done
+  return 1
+}
+
 complete_dir() {
   local dir=$1 name
   for name in kube-apiserver etcd kubectl; do
@@ -80,7 +91,7 @@ build_kubernetes() {
   mkdir -p "$src"
   cd "$src"
   log "resolving k8s.io/kubernetes@$K8S_VERSION"
-  gomod=$("$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  gomod=$(retry "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
   [ -f "$gomod" ] || { log "could not download the go.mod of k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
   # Every `k8s.io/x => ./staging/src/k8s.io/x` line becomes `k8s.io/x => k8s.io/x v0.N.M`.
   staging=$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$gomod" | sort -u)
@@ -98,7 +109,7 @@ build_kubernetes() {
   } >go.mod
   for name in "${K8S_BINARIES[@]}"; do
     log "adding tool k8s.io/kubernetes/cmd/$name"
-    "$GO" get -tool "k8s.io/kubernetes/cmd/$name@$K8S_VERSION" >&2
+    retry "$GO" get -tool "k8s.io/kubernetes/cmd/$name@$K8S_VERSION" >&2
   done
   for name in "${K8S_BINARIES[@]}"; do
     log "building $name (k8s.io/kubernetes $K8S_VERSION)"
@@ -114,7 +125,7 @@ build_etcd() {
   # Its own module: etcd's dependency versions must not be bent by Kubernetes' and vice versa.
   "$GO" mod init webrecord.local/envtest-etcd >/dev/null 2>&1
   log "adding tool go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  "$GO" get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+  retry "$GO" get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
   log "building etcd $ETCD_VERSION"
   nice -n 10 "$GO" build -trimpath -ldflags "$LDFLAGS" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 >&2
 }
