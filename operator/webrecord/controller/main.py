@@ -41,6 +41,9 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     s.networking.request_timeout = 30
     s.networking.connect_timeout = 10
     s.networking.error_backoffs = [1, 2, 5, 10, 20, 30]
+    # With explicit namespaces there is nothing to discover: no watch of all namespaces (which
+    # would need a cluster-wide `list namespaces` the chart does not grant) nor of CRDs.
+    s.scanning.disabled = bool(settings.namespaces)
     # Handler retries: quick first, then back off; never give up on our own resources.
     s.execution.max_workers = settings.max_workers
     s.batching.worker_limit = None

@@ -81,12 +81,25 @@ def run(recorder_args: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    code = child.wait()
+    code = _wait_reaping(child.pid)
     target = os.environ.get("WEBRECORD_TERMINATION_LOG")
     if target:
         write_termination_message(status_file(recorder_args), Path(target))
     event(log, "recorder exited", exit_code=code)
     return code
+
+
+def _wait_reaping(pid: int) -> int:
+    """Wait for `pid`; as the container's PID 1, also reap orphans (Chromium helpers)."""
+    if os.getpid() != 1:
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 1
+        if done == pid:
+            return os.waitstatus_to_exitcode(status)
 
 
 def register(subparsers: Any) -> None:

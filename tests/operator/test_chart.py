@@ -1,0 +1,154 @@
+"""charts/webrecord: lint, render with default and other values, apply the rendered manifests to
+the real API server, and run the operator with the chart's own service account and peering.
+
+Helm is built from Go modules by tests/operator/helm.sh (once, into ~/.cache/webrecord/tools).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import ROOT, Kube, recording, wait_for
+
+CHART = ROOT / "charts" / "webrecord"
+HELM_SH = Path(__file__).with_name("helm.sh")
+
+# The first test may build helm (a few minutes on a bare machine).
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    result = subprocess.run(["bash", str(HELM_SH)], capture_output=True, text=True, timeout=880)
+    assert result.returncode == 0, f"tests/operator/helm.sh failed:\n{result.stderr[-3000:]}"
+    return result.stdout.strip()
+
+
+def render(helm: str, namespace: str = "webrecord", *sets: str) -> list[dict[str, Any]]:
+    args = [helm, "template", "rel", str(CHART), "--namespace", namespace]
+    for value in sets:
+        args += ["--set", value]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def test_chart_lints(helm: str) -> None:
+    for extra in ([], ["--set", "watchAllNamespaces=true"],
+                  ["--set", "adapter.enabled=false,networkPolicy.enabled=false"]):
+        result = subprocess.run([helm, "lint", "--strict", str(CHART), *extra],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_render_is_least_privilege(helm: str) -> None:
+    docs = render(helm, "wr")
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "KopfPeering",
+                     "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
+    [cluster_role] = by_kind(docs, "ClusterRole")
+    # Cluster-wide the operator may only discover CRDs: no pods, no secrets.
+    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    op_rules = roles["rel-webrecord-operator"]["rules"]
+    assert roles["rel-webrecord-operator"]["metadata"]["namespace"] == "wr"
+    secrets_rule = next(r for r in op_rules if r["resources"] == ["secrets"])
+    assert secrets_rule["verbs"] == ["get", "create"]  # no list/watch of secrets
+    adapter_rules = roles["rel-webrecord-adapter"]["rules"]
+    assert adapter_rules == [{"apiGroups": ["webrecord.io"], "resources": ["webrecordings"],
+                              "verbs": ["get", "list", "watch", "create", "patch"]}]
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    operator = deployments["rel-webrecord-operator"]
+    assert operator["spec"]["replicas"] == 2
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    env = env_of(container)
+    assert env["WEBRECORD_OPERATOR_NAMESPACES"] == '["wr"]'
+    assert env["WEBRECORD_OPERATOR_RECORDER_IMAGE"] == "webrecord/recorder:0.1.0"
+    assert env["WEBRECORD_OPERATOR_MAX_CONCURRENT"] == "20"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [policy] = by_kind(docs, "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8090}]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "recorder"
+    [service] = by_kind(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_other_values_render(helm: str) -> None:
+    docs = render(
+        helm, "wr",
+        "watchNamespaces={team-a,team-b}", "storage.credentials.AWS_ACCESS_KEY_ID=AKIA",
+        "callback.secret=s3cret", "adapter.auth.keys.app1=secret1", "image.tag=1.2.3",
+        "operator.maxConcurrent=5", "recorder.controlPort=9000",
+    )
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "rel-webrecord-operator"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    storage = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == "rel-webrecord-storage"]
+    assert sorted(s["metadata"]["namespace"] for s in storage) == ["team-a", "team-b", "wr"]
+    assert storage[0]["stringData"] == {"AWS_ACCESS_KEY_ID": "AKIA", "WEBRECORD_CALLBACK_SECRET": "s3cret"}
+    [auth] = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == "rel-webrecord-auth"]
+    assert auth["stringData"] == {"app1": "secret1"}
+    operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("operator"))
+    env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    assert env["WEBRECORD_OPERATOR_RECORDER_IMAGE"] == "webrecord/recorder:1.2.3"
+    assert env["WEBRECORD_OPERATOR_STORAGE_SECRET"] == "rel-webrecord-storage"
+    assert env["WEBRECORD_OPERATOR_CONTROL_PORT"] == "9000"
+    assert env["WEBRECORD_OPERATOR_NAMESPACES"] == '["team-a","team-b"]'
+    assert sorted(p["metadata"]["namespace"] for p in by_kind(docs, "NetworkPolicy")) == ["team-a", "team-b"]
+
+    cluster = render(helm, "wr", "watchAllNamespaces=true")
+    [role] = by_kind(cluster, "ClusterRole")
+    assert any(r["resources"] == ["pods"] for r in role["rules"])
+    assert by_kind(cluster, "ClusterKopfPeering") and not by_kind(cluster, "Role")[1:]
+
+
+def _can(kube: Kube, kubeconfig: Path, *args: str) -> bool:
+    result = kube.cp.kubectl("auth", "can-i", *args, kubeconfig=kubeconfig, check=False)
+    return result.stdout.strip() == "yes"
+
+
+@pytest.mark.cluster
+def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
+    helm: str, kube: Kube, start_operator: Any
+) -> None:
+    ns = kube.ns
+    docs = render(helm, ns, "adapter.auth.keys.app1=secret1", "storage.credentials.AWS_ACCESS_KEY_ID=x")
+    kube.cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    with kube.cp.namespace("other") as other:
+        sa = kube.cp.service_account_kubeconfig(ns, "rel-webrecord-operator")
+        assert _can(kube, sa, "create", "pods", "-n", ns)
+        assert _can(kube, sa, "patch", "webrecordings.webrecord.io", "--subresource=status", "-n", ns)
+        assert _can(kube, sa, "update", "webrecordings.webrecord.io", "--subresource=finalizers", "-n", ns)
+        assert _can(kube, sa, "get", "secrets", "-n", ns)
+        assert not _can(kube, sa, "get", "secrets", "-n", other)
+        assert not _can(kube, sa, "list", "secrets", "-n", ns)
+        assert not _can(kube, sa, "list", "secrets", "--all-namespaces")
+        assert not _can(kube, sa, "create", "pods", "-n", other)
+        assert not _can(kube, sa, "delete", "webrecordings.webrecord.io", "-n", ns)
+        adapter = kube.cp.service_account_kubeconfig(ns, "rel-webrecord-adapter")
+        assert _can(kube, adapter, "create", "webrecordings.webrecord.io", "-n", ns)
+        assert not _can(kube, adapter, "create", "pods", "-n", ns)
+        assert not _can(kube, adapter, "get", "secrets", "-n", ns)
+
+    # The operator with exactly the chart's permissions, peering through the chart's KopfPeering.
+    op = start_operator(["--namespace", ns], kubeconfig=sa,
+                        WEBRECORD_OPERATOR_STORAGE_SECRET="rel-webrecord-storage")
+    kube.apply(recording("charted"))
+    wait_for(lambda: kube.status("charted").get("podName"), 60, "the operator (chart RBAC) to act")
+    pod = kube.get("pod", "charted-recorder")
+    assert pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "rel-webrecord-storage"}}]
+    peering = kube.get("kopfpeering", "webrecord")
+    assert peering.get("status"), "the operator did not announce itself in the KopfPeering"
+    assert "Forbidden" not in op.log() and "403" not in op.log()
