@@ -10,6 +10,7 @@ test covers them): they are invalid, or aimed at link-local/metadata addresses.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -25,7 +26,7 @@ from .conftest import KEYS, LiveServer, start_live_server
 pytestmark = pytest.mark.timeout(280)
 
 FUZZ = settings(
-    max_examples=250,
+    max_examples=int(os.environ.get("WEBRECORD_FUZZ_EXAMPLES", "250")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -87,8 +87,17 @@ def signing_string(req: SignedRequest, signed_headers: list[str]) -> str:
 
 
 def sign(secret: str, text: str, algorithm: str = "hmac-sha1") -> str:
-    digest = hmac.new(secret.encode(), text.encode(), ALGORITHMS[algorithm]).digest()
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates; surrogateescape restores
+    # the bytes the client sent, which is what it signed.
+    digest = hmac.new(_raw(secret), _raw(text), ALGORITHMS[algorithm]).digest()
     return base64.b64encode(digest).decode()
+
+
+def _raw(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from undecodable bytes
+        return text.encode("utf-8", "surrogatepass")
 
 
 def http_date(at: float | None = None) -> str:
@@ -242,7 +251,8 @@ class Authenticator:
         if secret is None:
             raise ApiError(AdapterErrorCode.AUTH_UNKNOWN_KEY, "Authorization.id: unknown ApiAppKey")
         expected = sign(secret, signing_string(req, names), algorithm)
-        if not hmac.compare_digest(expected.encode(), params["signature"].encode()):
+        sent = _raw(params["signature"])
+        if not hmac.compare_digest(expected.encode(), sent):
             raise ApiError(
                 AdapterErrorCode.AUTH_SIGNATURE,
                 "Authorization.signature: does not match the request (check the signing string "

@@ -1,0 +1,226 @@
+"""The kubernetes backend: each task is a WebRecording resource the operator runs.
+
+Start creates the resource (name = task id, owner in an annotation and as a hashed label for
+listing); controls set `spec.action` and bump `spec.actionSeq` (so two Refreshes are two
+controls) and wait until the operator reports the new generation as observed; Describe reads
+`.status`. The adapter holds no pod or secret permissions: only WebRecordings in one namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from webrecord.adapter.backends.base import (
+    ActionNotAllowed,
+    Backend,
+    BackendUnavailable,
+    TaskNotFound,
+    TaskPage,
+    check_action,
+    owner_label,
+)
+from webrecord.adapter.settings import AdapterSettings
+from webrecord.api.models import Action, Phase, RecorderStatus, RecordingTask
+from webrecord.api.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, recorder_status
+from webrecord.logs import event
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OWNER_ANNOTATION = f"{GROUP}/owner"
+OWNER_LABEL = f"{GROUP}/owner"
+# How long a control waits for the operator to forward it to the recorder.
+CONTROL_WAIT_S = float(os.environ.get("WEBRECORD_ADAPTER_CONTROL_WAIT_S", "15"))
+_POLL_S = 0.2
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.settings = settings
+        self.namespace = settings.namespace
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-adapter")
+        self._api: Any = None
+        self._client: Any = None
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from kubernetes.client.rest import ApiException
+
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):
+                raise
+            raise BackendUnavailable(
+                f"the Kubernetes API answered HTTP {exc.status}: {exc.reason}"
+            ) from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
+
+    async def open(self) -> None:
+        import kubernetes
+
+        config = kubernetes.client.Configuration()
+        if self.settings.kubeconfig:
+            kubernetes.config.load_kube_config(str(self.settings.kubeconfig), client_configuration=config)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        else:
+            kubernetes.config.load_kube_config(client_configuration=config)
+        self._client = kubernetes.client.ApiClient(config)
+        self._api = kubernetes.client.CustomObjectsApi(self._client)
+        await self.health()
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+
+    async def _get(self, task_id: str) -> dict[str, Any] | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            resp = await self._call(
+                self._api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
+                task_id, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise BackendUnavailable(f"the Kubernetes API answered HTTP {exc.status}") from exc
+        return json.loads(resp.data)
+
+    async def _owned(self, task_id: str, owner: str) -> dict[str, Any]:
+        obj = await self._get(task_id) if _valid_name(task_id) else None
+        annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+        if obj is None or annotations.get(OWNER_ANNOTATION) != owner:
+            raise TaskNotFound(f"TaskID {task_id} not found")
+        return obj
+
+    # --- Backend --------------------------------------------------------------------------
+
+    async def start(self, task: RecordingTask, owner: str) -> RecorderStatus:
+        spec = task.spec.model_copy(update={"action": None, "action_seq": 0}).wire()
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {
+                "name": task.task_id,
+                "namespace": self.namespace,
+                "labels": {OWNER_LABEL: owner_label(owner), "app.kubernetes.io/created-by": "webrecord-adapter"},
+                "annotations": {OWNER_ANNOTATION: owner},
+            },
+            "spec": spec,
+        }
+        from kubernetes.client.rest import ApiException
+
+        try:
+            await self._call(self._api.create_namespaced_custom_object, GROUP, VERSION,
+                             self.namespace, PLURAL, body, _preload_content=False)
+        except ApiException as exc:
+            # The schema mirrors the protocol's rules; a 422 here names the field and the rule.
+            raise BackendUnavailable(f"WebRecording rejected by the API server: {_reason(exc)}") from exc
+        event(log, "webrecording created", task=task.task_id, namespace=self.namespace)
+        return RecorderStatus(task_id=task.task_id, status=Phase.NORMAL, create_time=task.create_time)
+
+    async def describe(self, task_id: str, owner: str) -> RecorderStatus:
+        return _status(await self._owned(task_id, owner))
+
+    async def control(self, task_id: str, owner: str, action: Action) -> RecorderStatus:
+        from kubernetes.client.rest import ApiException
+
+        for _ in range(5):  # optimistic concurrency: retry on a conflicting writer
+            obj = await self._owned(task_id, owner)
+            check_action(action, _status(obj).status)
+            patch = {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "spec": {"action": action.value, "actionSeq": int(obj["spec"].get("actionSeq", 0)) + 1},
+            }
+            try:
+                resp = await self._call(self._api.patch_namespaced_custom_object, GROUP, VERSION,
+                                        self.namespace, PLURAL, task_id, patch,
+                                        _preload_content=False)
+                break
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                raise BackendUnavailable(f"control not accepted: {_reason(exc)}") from exc
+        else:
+            raise BackendUnavailable(f"TaskID {task_id} is being changed concurrently; retry")
+        generation = json.loads(resp.data)["metadata"]["generation"]
+        return await self._wait_applied(task_id, generation, action)
+
+    async def _wait_applied(self, task_id: str, generation: int, action: Action) -> RecorderStatus:
+        """The status once the operator forwarded this control (or the latest after the wait)."""
+        deadline = time.monotonic() + CONTROL_WAIT_S
+        obj: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            obj = await self._get(task_id)
+            if obj is None:
+                raise TaskNotFound(f"TaskID {task_id} not found")
+            status = obj.get("status") or {}
+            if (status.get("observedGeneration") or 0) >= generation:
+                for cond in status.get("conditions") or []:
+                    if (cond.get("type") == "ActionApplied" and cond.get("status") == "False"
+                            and cond.get("observedGeneration") == generation):
+                        raise ActionNotAllowed(cond.get("message") or f"{action.value} refused",
+                                               _status(obj).status)
+                return _status(obj)
+            await asyncio.sleep(_POLL_S)
+        event(log, "control still pending at the operator", logging.WARNING, task=task_id,
+              action=action.value, generation=generation)
+        return _status(obj) if obj else RecorderStatus(task_id=task_id)
+
+    async def list(self, owner: str, offset: int, limit: int) -> TaskPage:
+        resp = await self._call(self._api.list_namespaced_custom_object, GROUP, VERSION,
+                                self.namespace, PLURAL,
+                                label_selector=f"{OWNER_LABEL}={owner_label(owner)}",
+                                _preload_content=False)
+        items = [o for o in json.loads(resp.data).get("items", [])
+                 if ((o["metadata"].get("annotations") or {}).get(OWNER_ANNOTATION) == owner)]
+        items.sort(key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]),
+                   reverse=True)
+        page = items[offset:offset + limit]
+        return TaskPage(tasks=[_status(o) for o in page], total=len(items), offset=offset, limit=limit)
+
+    async def health(self) -> dict[str, object]:
+        await self._call(self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                         PLURAL, limit=1, _preload_content=False)
+        return {"backend": self.name, "namespace": self.namespace}
+
+
+def _status(obj: dict[str, Any]) -> RecorderStatus:
+    status = recorder_status(obj["metadata"]["name"], obj.get("status"))
+    if status.create_time is None and obj["metadata"].get("creationTimestamp"):
+        from webrecord.controller.status import parse_rfc3339
+
+        status.create_time = int(parse_rfc3339(obj["metadata"]["creationTimestamp"]) or 0) or None
+    return status
+
+
+def _valid_name(task_id: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?", task_id or ""))
+
+
+def _reason(exc: Any) -> str:
+    try:
+        return json.loads(exc.body).get("message", exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+def create(settings: AdapterSettings) -> Backend:
+    return KubernetesBackend(settings)
