@@ -111,6 +111,7 @@ def test_barcode_round_trip_through_h264(tmp_path: Path) -> None:
     assert fid.missing_slots == 0
     assert fid.fidelity == pytest.approx(fid.good / (FRAMES - 4))
     assert fid.first_clock_ms == 1000 + 33 * 3
+    assert fid.last_clock_ms == 1000 + 33 * (FRAMES - 1)
     assert fid.lead_in_s == pytest.approx(3 / FPS, abs=1e-3)
     # One page frame skipped per capture, more around the anomalies.
     assert fid.skipped_max == 5 and fid.skips_hist[1] == fid.good - 4

@@ -252,6 +252,7 @@ class Fidelity:
     skipped_max: int
     page_fps: float  # page frames per second (rAF rate), from the counter
     first_clock_ms: int | None  # clock band of the first decodable frame (ms since t0)
+    last_clock_ms: int | None  # clock band of the last decodable frame
     lead_in_s: float  # time from the first frame in the file to the first decodable one
     skips_hist: dict[int, int] = field(default_factory=dict)
 
@@ -276,7 +277,7 @@ def fidelity(codes: FrameCodes, nominal_fps: float) -> Fidelity:
         return Fidelity(frames=n, lead_in=n, tail=0, window=0, good=0, repeats=0, reorders=0,
                         torn=0, undecodable=0, span_s=0.0, nominal_fps=nominal_fps,
                         captured_fps=0.0, missing_slots=0, skipped_mean=0.0, skipped_max=0,
-                        page_fps=0.0, first_clock_ms=None, lead_in_s=0.0)
+                        page_fps=0.0, first_clock_ms=None, last_clock_ms=None, lead_in_s=0.0)
     first, last = ok_idx[0], ok_idx[-1]
     good = repeats = reorders = torn = undecodable = 0
     skips: list[int] = []
@@ -308,12 +309,14 @@ def fidelity(codes: FrameCodes, nominal_fps: float) -> Fidelity:
     counters = codes.counter[ok_idx]
     page_fps = float(counters[-1] - counters[0]) / span if span > 0 else 0.0
     clock = int(codes.clock_ms[first]) if codes.clock_ms[first] >= 0 else None
+    last_clock = int(codes.clock_ms[last]) if codes.clock_ms[last] >= 0 else None
     return Fidelity(
         frames=n, lead_in=first, tail=n - 1 - last, window=window, good=good, repeats=repeats,
         reorders=reorders, torn=torn, undecodable=undecodable, span_s=span,
         nominal_fps=nominal_fps, captured_fps=(window - 1) / span if span > 0 else 0.0,
         missing_slots=missing, skipped_mean=float(np.mean(skips)) if skips else 0.0,
         skipped_max=max(skips) if skips else 0, page_fps=page_fps, first_clock_ms=clock,
+        last_clock_ms=last_clock,
         lead_in_s=float(codes.times[first] - codes.times[0]), skips_hist=dict(sorted(hist.items())),
     )
 

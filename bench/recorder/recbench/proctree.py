@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 import signal
 import threading
@@ -36,6 +37,14 @@ def become_subreaper() -> None:
 def children_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def _stat(pid: int) -> tuple[int, int, int, str] | None:
@@ -111,7 +120,8 @@ class TreeSampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         self.sample()
 
     def _run(self) -> None:
@@ -147,6 +157,21 @@ class TreeSampler:
             last.update(ticks)
         return sum(v - base.get(k, 0) for k, v in last.items()) / CLK_TCK
 
+    def by_process(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds between t0 and t1 per kind of process (binary name; Chromium by --type)."""
+        inside = [s for s in self.samples if t0 <= s[0] <= t1]
+        if len(inside) < 2:
+            return {}
+        base = inside[0][1]
+        last: dict[Key, int] = {}
+        for _, ticks in inside:
+            last.update(ticks)
+        out: dict[str, float] = {}
+        for key, value in last.items():
+            name = _kind(self.seen.get(key, []))
+            out[name] = out.get(name, 0.0) + (value - base.get(key, 0)) / CLK_TCK
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
     def window(self, t0: float, t1: float) -> tuple[float, float]:
         """(CPU seconds, wall seconds) between the first and last sample inside [t0, t1]."""
         inside = [s for s in self.samples if t0 <= s[0] <= t1]
@@ -159,6 +184,25 @@ class TreeSampler:
 
     def commands(self, match: str) -> list[list[str]]:
         return [argv for argv in self.seen.values() if argv and match in os.path.basename(argv[0])]
+
+
+def _kind(argv: list[str]) -> str:
+    """A short name for a process: the binary, or chromium:<type> for Chromium's children
+    (which rewrite their command line into one space-separated string)."""
+    if not argv:
+        return "?"
+    joined = " ".join(argv)
+    m = re.search(r"--type=(\S+)", joined)
+    if m:
+        kind = m.group(1)
+        sub = re.search(r"--utility-sub-type=(\S+)", joined)
+        if sub:
+            kind += ":" + sub.group(1).rsplit(".", 1)[-1]
+        return f"chromium:{kind}"
+    name = os.path.basename(argv[0].split(" ", 1)[0])
+    if name.startswith("python"):
+        return "python"
+    return name
 
 
 def kill_tree(pids: Iterable[int], timeout: float = 5.0) -> None:
@@ -208,6 +252,24 @@ def reap(pids: Iterable[int]) -> None:
 def my_children() -> set[int]:
     me = os.getpid()
     return {pid for pid, st in snapshot().items() if st[0] == me}
+
+
+def kill_keys(keys: Iterable[Key]) -> int:
+    """SIGKILL the processes (pid, start) still alive and reap those that are our children."""
+    procs = snapshot()
+    alive = [pid for pid, start in keys if pid in procs and procs[pid][1] == start
+             and procs[pid][3] != "Z"]
+    for pid in alive:
+        _signal(pid, signal.SIGKILL)
+    me = os.getpid()
+    for pid, start in keys:
+        st = procs.get(pid)
+        if st is not None and st[1] == start and st[0] == me:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    return len(alive)
 
 
 def reap_orphans(keys: Iterable[Key], timeout: float = 10.0) -> set[int]:

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Recorder benchmark: CPU, frame fidelity, A/V offset, start/stop latency, concurrency.
+
+    python3 bench/recorder/run.py [--quick] [--only cpu,fidelity,av,latency,concurrency]
+                                  [--out DIR] [--keep]
+
+Every ratio is against a baseline measured in the same run: a bare capture of the same page
+(Xvfb + the same Chromium binary and flags, launched plainly + the recorder's own ffmpeg
+x11grab/x264 command without the PulseAudio input; no Playwright, no PulseAudio). See
+bench/recorder/README.md for the definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from recbench import analysis as an  # noqa: E402
+from recbench import proctree, runs  # noqa: E402
+from recbench.report import Report  # noqa: E402
+from recbench.server import PageServer  # noqa: E402
+
+ALL = ("cpu", "fidelity", "av", "latency", "concurrency")
+FPS = runs.FPS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short recordings (development)")
+    parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
+    parser.add_argument("--out", type=Path, help="keep videos, logs and results.json here")
+    parser.add_argument("--max-concurrency", type=int, default=4)
+    args = parser.parse_args(argv)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = [x for x in only if x not in ALL]
+    if unknown:
+        parser.error(f"--only: unknown {unknown}; choose from {','.join(ALL)}")
+
+    proctree.become_subreaper()
+    _install_cleanup()
+    out = args.out or Path(tempfile.mkdtemp(prefix="recbench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    d = Durations(args.quick)
+    report = Report(quick=args.quick, durations=d.__dict__)
+    print(f"recorder benchmark ({'quick' if args.quick else 'full'}); files in {out}", flush=True)
+    started = time.monotonic()
+    with PageServer() as pages:
+        bench = Bench(pages, out, d, report, args.max_concurrency)
+        for name in ALL:
+            if name not in only:
+                continue
+            print(f"-- {name}", flush=True)
+            try:
+                getattr(bench, name)()
+            except Exception as exc:  # noqa: BLE001 - one failed measure must not hide the rest
+                traceback.print_exc()
+                report.error(name, f"{type(exc).__name__}: {exc}")
+            finally:
+                proctree.kill_tree(proctree.my_children(), timeout=5)
+    report.elapsed_s = time.monotonic() - started
+    text = report.render()
+    print(text)
+    (out / "results.json").write_text(json.dumps(report.data(), indent=2, default=str))
+    (out / "table.txt").write_text(text)
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+class Durations:
+    def __init__(self, quick: bool) -> None:
+        self.cpu = 6.0 if quick else 20.0
+        self.av = 6.0 if quick else 20.0
+        self.stop_after = 8.0 if quick else 60.0
+        self.concurrency = 5.0 if quick else 15.0
+
+
+class Bench:
+    def __init__(self, pages: PageServer, out: Path, d: Durations, report: Report,
+                 max_concurrency: int) -> None:
+        self.pages = pages
+        self.out = out
+        self.d = d
+        self.report = report
+        self.max_concurrency = max_concurrency
+        self._cache: dict[str, tuple[runs.Run, an.Fidelity]] = {}
+
+    # ---- shared runs ------------------------------------------------------------------
+    def _recorded(self, w: int, h: int) -> tuple[runs.Run, an.Fidelity]:
+        key = f"rec-{h}p"
+        if key not in self._cache:
+            run = runs.record(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out)
+            self._check(run)
+            fid, _ = an.analyse_barcode_video(run.out, FPS)
+            self.report.add_run(run, fid)
+            self._cache[key] = (run, fid)
+        return self._cache[key]
+
+    def _bare(self, w: int, h: int) -> tuple[runs.Run, an.Fidelity]:
+        key = f"base-{h}p"
+        if key not in self._cache:
+            # The baseline copies the Chromium command line of the recorder at this size.
+            rec, _ = self._recorded(w, h)
+            run = runs.baseline(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out,
+                                rec.chromium_argv, self.pages.wait_shown)
+            fid, _ = an.analyse_barcode_video(run.out, FPS)
+            self.report.add_run(run, fid)
+            self._cache[key] = (run, fid)
+        return self._cache[key]
+
+    def _check(self, run: runs.Run) -> None:
+        if run.exit_code != 0 or not run.out.exists():
+            tail = Path(run.log).read_text(errors="replace")[-1500:] if run.log else ""
+            raise RuntimeError(f"{run.name}: exit {run.exit_code}, output {run.out} "
+                               f"{'exists' if run.out.exists() else 'missing'}; log tail:\n{tail}")
+
+    @staticmethod
+    def _steady(run: runs.Run, fid: an.Fidelity) -> float | None:
+        if fid.first_clock_ms is None or fid.last_clock_ms is None:
+            return None
+        cpu, wall = run.steady_cpu(fid.first_clock_ms, fid.last_clock_ms)
+        return cpu / wall if wall > 1 else None
+
+    # ---- measures ---------------------------------------------------------------------
+    def cpu(self) -> None:
+        for w, h in ((1280, 720), (1920, 1080)):
+            rec, rfid = self._recorded(w, h)
+            base, bfid = self._bare(w, h)
+            self.report.ratio_row(
+                "cpu", f"CPU s per recorded s, steady, {h}p30", self._steady(rec, rfid),
+                self._steady(base, bfid), fmt="{:.3f}", max_ratio=1.15)
+            self.report.ratio_row(
+                "cpu", f"CPU s per recorded s, whole run, {h}p30 (info)",
+                rec.total_cpu_s / rfid.span_s if rfid.span_s > 1 else None,
+                base.total_cpu_s / bfid.span_s if bfid.span_s > 1 else None, fmt="{:.3f}")
+
+    def fidelity(self) -> None:
+        rec, rfid = self._recorded(1280, 720)
+        base, bfid = self._bare(1280, 720)
+        self.report.ratio_row("fidelity", "frame fidelity 720p30 (distinct in-order / frame slots)",
+                              rfid.fidelity, bfid.fidelity, fmt="{:.2%}", min_value=0.99)
+        self.report.ratio_row("fidelity", "  over captured frames only (info)",
+                              rfid.fidelity_captured, bfid.fidelity_captured, fmt="{:.2%}")
+        self.report.ratio_row("fidelity", "  captured fps (info)", rfid.captured_fps,
+                              bfid.captured_fps, fmt="{:.2f}")
+        self.report.ratio_row("fidelity", "  repeats / torn+undecodable / dropped (info)",
+                              f"{rfid.repeats}/{rfid.torn + rfid.undecodable}/{rfid.missing_slots}",
+                              f"{bfid.repeats}/{bfid.torn + bfid.undecodable}/{bfid.missing_slots}")
+        self.report.ratio_row("fidelity", "  page frames skipped per capture, mean (info)",
+                              rfid.skipped_mean, bfid.skipped_mean, fmt="{:.2f}")
+        self.report.ratio_row("fidelity", "  page rAF rate, fps (info)", rfid.page_fps,
+                              bfid.page_fps, fmt="{:.1f}")
+
+    def av(self) -> None:
+        url = self.pages.url("avsync.html")
+        rec = runs.record("rec-av", url, 1280, 720, self.d.av, self.out)
+        self._check(rec)
+        rav = an.analyse_av_video(rec.out)
+        base = runs.baseline("base-av", url, 1280, 720, self.d.av, self.out,
+                             rec.chromium_argv, self.pages.wait_shown, audio=True)
+        bav = an.analyse_av_video(base.out)
+        self.report.add_av(rec, rav)
+        self.report.add_av(base, bav)
+        ok = rav.pairs >= max(2, int(self.d.av * 0.6))
+        self.report.ratio_row("av", "A/V offset, mean |audio - video| ms", rav.mean_abs_ms if ok else None,
+                              bav.mean_abs_ms, fmt="{:.1f}", max_value=40.0,
+                              note=None if ok else f"only {rav.pairs} flash/beep pairs "
+                                                   f"({rav.flashes} flashes, {rav.beeps} beeps)")
+        self.report.ratio_row("av", "  mean signed ms (+ = sound late) (info)", rav.mean_ms,
+                              bav.mean_ms, fmt="{:+.1f}")
+        self.report.ratio_row("av", "  max |offset| ms (info)", rav.max_abs_ms, bav.max_abs_ms,
+                              fmt="{:.1f}")
+        self.report.ratio_row("av", "  pairs found (info)", f"{rav.pairs}/{rav.flashes}",
+                              f"{bav.pairs}/{bav.flashes}")
+
+    def latency(self) -> None:
+        run = runs.task_run("rec-latency", self.pages.url("frames.html"), 1280, 720,
+                            self.d.stop_after, self.out)
+        if not run.out.exists() or not run.out.is_file():
+            raise RuntimeError(f"latency run produced no mp4; result {run.extra.get('result')}; "
+                               f"log {run.log}")
+        fid, _ = an.analyse_barcode_video(run.out, FPS)
+        self.report.add_run(run, fid)
+        base, bfid = self._bare(1280, 720)
+        starts = [f.first_clock_ms / 1000 for r, f in self._cache.values()
+                  if r.kind == "recorder" and f.first_clock_ms is not None]
+        rec_start = fid.first_clock_ms / 1000 if fid.first_clock_ms is not None else None
+        self.report.ratio_row(
+            "latency", "start latency s (launch -> first captured page frame)", rec_start,
+            bfid.first_clock_ms / 1000 if bfid.first_clock_ms is not None else None,
+            fmt="{:.2f}", max_value=1.5,
+            note=f"other recorder runs: {', '.join(f'{s:.2f}' for s in starts)}" if starts else None)
+        self.report.ratio_row("latency", "  launch -> status recording s (info)",
+                              run.extra.get("status_recording_s"), None, fmt="{:.2f}")
+        self.report.ratio_row(
+            "latency", f"stop latency s (POST Stop -> status finished, {self.d.stop_after:g} s rec)",
+            run.extra.get("stop_to_finished_s"), base.extra.get("stop_latency_s"), fmt="{:.2f}",
+            max_value=2.0, note="baseline: 'q' to ffmpeg -> ffmpeg exited")
+        self.report.ratio_row("latency", "  POST Stop -> reply s (info)", run.extra.get("stop_reply_s"),
+                              None, fmt="{:.2f}")
+        self.report.ratio_row("latency", "  POST Stop -> process exit s (info)",
+                              run.extra.get("stop_to_exit_s"), None, fmt="{:.2f}")
+        lost = None
+        if fid.last_clock_ms is not None and "stop_request_clock_ms" in run.extra:
+            lost = (run.extra["stop_request_clock_ms"] - fid.last_clock_ms) / 1000
+        self.report.ratio_row("latency", "  page time before Stop missing at the end s (info)",
+                              lost, None, fmt="{:.2f}")
+        self.report.ratio_row("latency", "  fidelity of this recording (info)", fid.fidelity, None,
+                              fmt="{:.2%}")
+
+    def concurrency(self) -> None:
+        best = 0
+        for n in range(1, self.max_concurrency + 1):
+            procs = []
+            try:
+                for i in range(n):
+                    procs.append(runs.RecordProcess(f"conc{n}-{i}", self.pages.url("frames.html"),
+                                                    1280, 720, self.d.concurrency, self.out))
+                done = [p.wait(self.d.concurrency + 120) for p in procs]
+            finally:
+                for p in procs:
+                    p.kill()
+            fids = []
+            for run in done:
+                self._check(run)
+                fid, _ = an.analyse_barcode_video(run.out, FPS)
+                self.report.add_run(run, fid)
+                fids.append(fid)
+            worst = min(f.fidelity for f in fids)
+            passed = worst >= 0.98
+            self.report.ratio_row(
+                "concurrency", f"{n} at once, 720p30: min fidelity", worst, None, fmt="{:.2%}",
+                min_value=0.98,
+                note=f"all: {', '.join(f'{f.fidelity:.1%}' for f in fids)}; "
+                     f"fps {', '.join(f'{f.captured_fps:.1f}' for f in fids)}")
+            if not passed:
+                break  # n+1 would only be worse
+            best = n
+        self.report.ratio_row("concurrency", "max concurrent recordings with fidelity >= 98%", best,
+                              None, fmt="{}")
+
+
+def _install_cleanup() -> None:
+    def cleanup() -> None:
+        proctree.kill_tree(proctree.my_children(), timeout=3)
+
+    atexit.register(cleanup)
+
+    def on_signal(signum, _frame) -> None:
+        cleanup()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
