@@ -50,6 +50,11 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   exit 1
 fi
 
+# CI may run with a bare environment; Go needs HOME for its own caches too.
+if [ -z "${HOME:-}" ]; then
+  HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
+  export HOME
+fi
 CACHE_ROOT=${WEBRECORD_CACHE:-$HOME/.cache/webrecord}
 DIR="$CACHE_ROOT/envtest/$K8S_VERSION"
 BIN="$DIR/bin"
