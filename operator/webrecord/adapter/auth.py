@@ -21,7 +21,10 @@ What this server adds on top: `x-date` must be among the signed headers and with
 (both the gateway's base64-of-hex form and the RFC 1864 base64-of-digest form are accepted) and is
 required for non-empty bodies unless `auth_require_content_md5` is off; the signature of a request
 that changes something (Start and the controls) is accepted once: a replay inside the window is
-refused. Describe and List are reads whose replay changes nothing, and legitimate pollers send
+refused. Two byte-identical controls signed within the same X-Date second (two quick Refreshes)
+have the same signature, so a client that sends such pairs signs an extra header with a random
+value, e.g. `headers="x-date source"` with `Source: <uuid>` (the gateway's signature watermark).
+Describe and List are reads whose replay changes nothing, and legitimate pollers send
 byte-identical Describes within one X-Date second, so they are not replay-checked. The replay
 cache is per process: behind several adapter replicas, route by ApiAppKey or accept that a replay
 may reach another replica. Algorithms: hmac-sha1, hmac-sha256, hmac-sha512.
