@@ -37,8 +37,12 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: Any) -> Any:
     control_plane.kubectl("apply", "--server-side", "-f", str(CRDS))
+    # Polled rather than `kubectl wait`, which errors out while .status.conditions is still unset.
+    query = '{.status.conditions[?(@.type=="Established")].status}'
     for name in ("webrecordings.webrecord.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        wait_for(lambda: control_plane.kubectl("get", "crd", name, "-o", f"jsonpath={query}",
+                                               check=False).stdout.strip() == "True",
+                 60, f"CRD {name} to be established")
     return control_plane
 
 

@@ -40,3 +40,14 @@ def test_write_termination_message(tmp_path: Path) -> None:
     assert json.loads(target.read_text())["status"] == "finished"
     podrun.write_termination_message(tmp_path / "missing.json", tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_cli_passes_the_recorder_options_through() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    podrun.register(parser.add_subparsers())
+    args = parser.parse_args(["recorder-pod", "--task", "/t.json", "--work-dir", "/data",
+                              "--control-host", "0.0.0.0", "--control-port", "8090",
+                              "--token-file", "/tok"])
+    assert args.task == "/t.json" and args.control_port == "8090" and args.status_file is None

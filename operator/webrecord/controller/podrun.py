@@ -102,11 +102,25 @@ def _wait_reaping(pid: int) -> int:
             return os.waitstatus_to_exitcode(status)
 
 
+# The recorder's options (docs/contracts.md section 1), passed through unchanged.
+_PASSED = ("--task", "--work-dir", "--control-host", "--control-port", "--token-file",
+           "--status-file", "--port-file")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "recorder-pod",
         help="run the recorder and report its final status as the pod's termination message",
-        add_help=False,
     )
-    parser.add_argument("recorder_args", nargs=argparse.REMAINDER)
-    parser.set_defaults(func=lambda args: run(args.recorder_args))
+    for flag in _PASSED:
+        parser.add_argument(flag, required=flag in ("--task", "--work-dir"))
+    parser.set_defaults(func=_run_args)
+
+
+def _run_args(args: argparse.Namespace) -> int:
+    passed: list[str] = []
+    for flag in _PASSED:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            passed += [flag, str(value)]
+    return run(passed)

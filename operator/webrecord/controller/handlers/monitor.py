@@ -82,6 +82,8 @@ async def monitor(
         rec = await rt.recorders.status(base, token)
     except RecorderUnreachable as exc:
         waited = rt.unreachable_for(key, now)
+        if waited == 0:
+            event(log, "recorder does not answer", logging.WARNING, task=name, error=str(exc))
         if waited > settings.unreachable_grace_s:
             await finish_task(
                 rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
