@@ -241,3 +241,20 @@ def test_tree_sampler_counts_children_and_orphans() -> None:
     # Sampling misses at most the last interval of each of the 3 processes.
     assert result["sampled"] == pytest.approx(result["truth"], abs=0.2 + 0.1 * result["truth"])
     assert result["seen"] >= 3
+
+
+# ---------------------------------------------------------------------------- baseline command
+
+def test_baseline_ffmpeg_command_drops_only_the_audio() -> None:
+    from recbench.bare import strip_audio
+
+    pulse_first = ("ffmpeg -hide_banner -loglevel info -y -itsoffset -5 -thread_queue_size 512 "
+                   "-f pulse -fragment_size 3840 -i rec.monitor -itsoffset -5 -f x11grab "
+                   "-framerate 30 -i :1.0+0,0 -map 1:v -map 0:a -copyts -c:v libx264 -crf 23 "
+                   "-c:a aac -b:a 128k -ar 48000 -f mpegts out.ts").split()
+    assert " ".join(strip_audio(pulse_first)) == (
+        "ffmpeg -hide_banner -loglevel info -y -itsoffset -5 -f x11grab -framerate 30 "
+        "-i :1.0+0,0 -map 0:v -copyts -c:v libx264 -crf 23 -f mpegts out.ts")
+    video_first = ("ffmpeg -y -f x11grab -i :1 -f pulse -i rec.monitor -map 0:v -map 1:a "
+                   "-c:v libx264 -c:a aac -f mpegts o.ts").split()
+    assert " ".join(strip_audio(video_first)) == "ffmpeg -y -f x11grab -i :1 -map 0:v -c:v libx264 -f mpegts o.ts"

@@ -47,31 +47,45 @@ def chromium_command(captured: list[str] | None, width: int, height: int) -> lis
 _AUDIO_OUTPUT_OPTS = {"-c:a", "-acodec", "-b:a", "-ar", "-ac", "-af", "-filter:a", "-q:a", "-aq"}
 
 
+_GLOBAL_FLAGS = {"-hide_banner", "-nostats", "-stats", "-y", "-n", "-nostdin"}
+_GLOBAL_WITH_VALUE = {"-loglevel", "-v", "-stats_period", "-filter_threads"}
+
+
 def strip_audio(argv: list[str]) -> list[str]:
-    """The recorder's ffmpeg command without its PulseAudio input and audio encoding."""
+    """The recorder's ffmpeg command without its PulseAudio input and audio encoding: the
+    pulse input group goes (its global options stay), maps are renumbered, audio options go."""
     inputs = [i for i, a in enumerate(argv) if a == "-i"]
     if not inputs:
         raise ValueError("no -i in the ffmpeg command")
-    out: list[str] = []
-    start = 0
-    dropped = 0
+    out: list[str] = [argv[0]]
+    start = 1
+    kept: dict[int, int] = {}  # old input index -> new
     for n, i in enumerate(inputs):
         group = argv[start:i + 2]
         pulse = any(group[j] == "-f" and group[j + 1] in ("pulse", "alsa") for j in range(len(group) - 1))
         if pulse:
-            if n == 0:
-                raise ValueError("audio input first: cannot separate global options")
-            dropped += 1
+            j = 0
+            while j < len(group):  # keep global options that happen to sit in this group
+                if group[j] in _GLOBAL_FLAGS:
+                    out.append(group[j])
+                elif group[j] in _GLOBAL_WITH_VALUE:
+                    out += group[j:j + 2]
+                    j += 1
+                j += 1
         else:
+            kept[n] = len(kept)
             out += group
         start = i + 2
-    if dropped != 1 or len(inputs) != 2:
-        raise ValueError(f"expected one video and one audio input, got {argv}")
+    if len(kept) != len(inputs) - 1:
+        raise ValueError(f"expected exactly one audio input in {argv}")
     rest = argv[start:]
     j = 0
     while j < len(rest):
         a = rest[j]
-        if a == "-map" and not rest[j + 1].startswith("0:"):
+        if a == "-map":
+            src, _, sel = rest[j + 1].partition(":")
+            if src.isdigit() and int(src) in kept:
+                out += ["-map", f"{kept[int(src)]}:{sel}" if sel else str(kept[int(src)])]
             j += 2
         elif a in _AUDIO_OUTPUT_OPTS:
             j += 2

@@ -52,13 +52,15 @@ class Run:
         """Monotonic time of a page clock value (ms since launch_wall)."""
         return self.launch_mono + clock_ms / 1000.0
 
-    def steady_cpu(self, first_clock_ms: int, last_clock_ms: int, head: float = 3.0,
-                   tail: float = 1.0) -> tuple[float, float]:
-        """(CPU s, wall s) of the tree while recording, skipping head s after the first captured
-        page frame and tail s before the last."""
+    def steady_cpu(self, first_clock_ms: int, last_clock_ms: int) -> tuple[float, float]:
+        """(CPU s, wall s) of the tree while recording: from 3 s after the first captured page
+        frame to 1 s before the last (less in short runs: 25% and 10% of the span)."""
         assert self.sampler is not None
+        span = (last_clock_ms - first_clock_ms) / 1000
+        head, tail = min(3.0, 0.25 * span), min(1.0, 0.1 * span)
         t0 = self.mono_of_clock(first_clock_ms) + head
         t1 = self.mono_of_clock(last_clock_ms) - tail
+        self.extra["steady_window_s"] = round(t1 - t0, 2)
         cpu, wall = self.sampler.window(t0, t1)
         if wall > 0:
             self.extra["steady_cpu_per_s_by_process"] = {
