@@ -95,6 +95,12 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_random(path: Path, size: int) -> None:
     block = os.urandom(MB)
     with open(path, "wb") as f:
@@ -124,7 +130,8 @@ def client(endpoint: str):
 # ------------------------------------------------------------------ 1. throughput
 
 
-def bench_throughput(endpoint: str, work: Path, size_mb: int, rounds: int) -> list[str]:
+def bench_throughput(endpoint: str, server_pid: int, work: Path, size_mb: int,
+                     rounds: int) -> list[str]:
     s3 = client(endpoint)
     s3.create_bucket(Bucket="bench")
     path = work / "recording.mp4"
@@ -132,14 +139,19 @@ def bench_throughput(endpoint: str, work: Path, size_mb: int, rounds: int) -> li
     settings = DeliverySettings(s3_endpoint_url=endpoint)
     bucket = Bucket.for_output("bench", "us-east-1", settings)
 
-    def timed(fn, key: str) -> float:
+    def timed(fn, key: str) -> tuple[float, float, float]:
+        """(MB/s, client CPU s, server CPU s): CPU time is far less sensitive than wall time
+        to other processes competing for the 2 cores."""
+        server0, client0 = cpu_seconds(server_pid), time.process_time()
         t = time.perf_counter()
         fn(key)
         elapsed = time.perf_counter() - t
+        client_cpu = time.process_time() - client0
+        server_cpu = cpu_seconds(server_pid) - server0
         head = s3.head_object(Bucket="bench", Key=key)
         assert head["ContentLength"] == size_mb * MB, "upload incomplete"
         s3.delete_object(Bucket="bench", Key=key)
-        return size_mb / elapsed
+        return size_mb / elapsed, client_cpu, server_cpu
 
     rows = {
         "baseline: boto3 upload_file (aws s3 cp defaults)":
@@ -153,22 +165,28 @@ def bench_throughput(endpoint: str, work: Path, size_mb: int, rounds: int) -> li
     }
     names = list(rows)
     speeds: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     timed(rows[names[0]], "warmup")  # first request pays moto's start-up costs
     for r in range(rounds):
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
-            speeds[name].append(timed(rows[name], f"r{r}"))
+            mbps, client_cpu, server_cpu = timed(rows[name], f"r{r}")
+            speeds[name].append(mbps)
+            cpu[name].append((client_cpu, server_cpu))
         print(f"  round {r + 1}/{rounds}: " + ", ".join(
             f"{speeds[n][-1]:.0f}" for n in names) + " MB/s", flush=True)
     path.unlink()
     base = speeds[names[0]]
     lines = [f"Upload of a {size_mb} MB file to moto S3 on loopback, {rounds} interleaved "
-             "rounds (median):",
-             f"  {'row':<58} {'MB/s':>7} {'ratio':>7}  per round MB/s"]
+             "rounds (medians; CPU = seconds used by this client / by the moto server):",
+             f"  {'row':<58} {'MB/s':>7} {'ratio':>6} {'cl.CPU':>7} {'srv.CPU':>7}  MB/s per round"]
     for name in names:
         ratio = statistics.median(s / b for s, b in zip(speeds[name], base))
         runs = " ".join(f"{s:.0f}" for s in speeds[name])
-        lines.append(f"  {name:<58} {statistics.median(speeds[name]):7.1f} {ratio:7.2f}  {runs}")
+        client_cpu = statistics.median(c for c, _ in cpu[name])
+        server_cpu = statistics.median(v for _, v in cpu[name])
+        lines.append(f"  {name:<58} {statistics.median(speeds[name]):7.1f} {ratio:6.2f} "
+                     f"{client_cpu:7.2f} {server_cpu:7.2f}  {runs}")
     return lines
 
 
@@ -265,7 +283,7 @@ def main() -> int:
     try:
         print(f"moto S3 at {endpoint}; load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs", flush=True)
-        lines += bench_throughput(endpoint, work, args.size_mb, args.rounds)
+        lines += bench_throughput(endpoint, proc.pid, work, args.size_mb, args.rounds)
         if not args.skip_callback:
             lines += asyncio.run(bench_callback(endpoint, work, args.seconds, args.tries))
     finally:
