@@ -83,7 +83,8 @@ class Kubelet:
         data = self.kube.get("secret", name)["data"]
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
-    def start(self) -> None:
+    def start(self, task_spec_override: dict[str, Any] | None = None) -> None:
+        """`task_spec_override` changes the task the recorder reads: a misbehaving recorder."""
         spec = self.pod["spec"]
         [container] = spec["containers"]
         volumes = {v["name"]: v for v in spec["volumes"]}
@@ -96,7 +97,12 @@ class Kubelet:
             if "secret" in volume:
                 data = self._secret(volume["secret"]["secretName"])
                 for item in volume["secret"]["items"]:
-                    (path / item["path"]).write_text(data[item["key"]])
+                    content = data[item["key"]]
+                    if item["key"] == "task.json" and task_spec_override:
+                        task = json.loads(content)
+                        task["spec"].update(task_spec_override)
+                        content = json.dumps(task)
+                    (path / item["path"]).write_text(content)
         env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LANG": "C.UTF-8"}
         for source in container.get("envFrom", []):
             env.update(self._secret(source["secretRef"]["name"]))
@@ -148,11 +154,13 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_receiver: Any,
-                                     moto: str, page_server: str,
-                                     request: pytest.FixtureRequest) -> None:
-    bucket = "e2e-videos"
-    s3(moto).create_bucket(Bucket=bucket)
+BUCKET = "e2e-videos"
+
+
+@pytest.fixture
+def pod_env(kube: Kube, moto: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Operator settings that make the pod runnable here, and the storage secret it names."""
+    s3(moto).create_bucket(Bucket=BUCKET)
     kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "storage"},
                 "stringData": {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": KEY,
                                "AWS_DEFAULT_REGION": "us-east-1"}})
@@ -160,7 +168,7 @@ def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_r
     # limited to 108 bytes, which pytest's deep tmp_path can exceed.
     root = Path(tempfile.mkdtemp(prefix="wr-pod-", dir="/tmp"))
     request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
-    start_operator(
+    return dict(
         WEBRECORD_OPERATOR_CONTROL_PORT=str(free_port()),
         WEBRECORD_OPERATOR_MOUNT_ROOT=str(root / "etc"),
         WEBRECORD_OPERATOR_WORK_DIR=str(root / "data"),
@@ -171,6 +179,12 @@ def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_r
             "WEBRECORD_S3_ENDPOINT_URL": moto, "WEBRECORD_S3_ADDRESSING_STYLE": "path",
         }),
     )
+
+
+def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_receiver: Any,
+                                     moto: str, page_server: str, pod_env: dict[str, str]) -> None:
+    bucket = BUCKET
+    start_operator(**pod_env)
     kube.apply(recording(
         "e2e", recordUrl=f"{page_server}/recorder_sound.html", width=640, height=360,
         maxDurationLimit=120, callbackUrl=callback_receiver.url, storageType="cos",
@@ -227,3 +241,33 @@ def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_r
     assert {"PhaseNormal", "PhaseRecording", "PhasePaused", "PhaseFinished", "ActionApplied"} <= reasons
     out = kube.kubectl("get", "wrec", "e2e").stdout
     assert "finished" in out
+
+
+def test_time_limit_is_enforced_when_the_recorder_ignores_it(
+    kube: Kube, start_operator: Any, page_server: str, pod_env: dict[str, str]
+) -> None:
+    """MaxDurationLimit 3 s, but the recorder is told 3600 s (it misbehaves): the operator sends
+    Stop after limit + grace, and the task still ends cleanly with its video."""
+    start_operator(**pod_env, WEBRECORD_OPERATOR_TIME_LIMIT_GRACE_S="1")
+    kube.apply(recording(
+        "limited", recordUrl=f"{page_server}/recorder_sound.html", width=640, height=360,
+        maxDurationLimit=3, storageType="cos",
+        output={"cos": {"bucket": BUCKET, "region": "us-east-1", "targetDir": "limited"}},
+    ))
+    wait_for(lambda: kube.get("pod", "limited-recorder"), 30, "the recorder pod")
+    kubelet = Kubelet(kube, "limited-recorder")
+    try:
+        kubelet.start(task_spec_override={"maxDurationLimit": 3600})
+        kube.wait_phase("limited", "recording", timeout=60)
+        assert kubelet.report_exit(timeout=120) == 0  # stopped by the operator, not by itself
+        status = kube.wait_phase("limited", "finished", timeout=60)
+    except BaseException:
+        sys.stderr.write(f"--- recorder log ---\n{kubelet.log.read_text(errors='replace')[-8000:]}\n")
+        raise
+    finally:
+        kubelet.kill()
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["TimeLimitReached"]["status"] == "True"
+    assert "errorCode" not in status["result"], status["result"]
+    assert 2.0 <= status["recordedSeconds"] < 20
+    assert "TimeLimitReached" in {e["reason"] for e in kube.events("limited")}

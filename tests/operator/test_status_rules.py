@@ -101,8 +101,12 @@ def test_time_limit_and_finish_deadline() -> None:
     assert not st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1069)
     assert st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1071)
     assert not st.time_limit_passed({}, _rec(status=Phase.UPLOAD, start_time=1000), 60, 10, 5000)
-    # waiting for ManualStart counts from the creation
-    assert st.time_limit_passed({"createTime": 1000}, _rec(status=Phase.NORMAL), 60, 10, 1071)
+    # never started (browser launching, waiting for ManualStart): the clock runs after an
+    # allowance from the creation
+    never = _rec(status=Phase.NORMAL)
+    assert not st.time_limit_passed({"createTime": 1000}, never, 60, 10, 1071, start_allowance_s=30)
+    assert st.time_limit_passed({"createTime": 1000}, never, 60, 10, 1101, start_allowance_s=30)
+    assert not st.time_limit_passed({}, never, 60, 10, 99999)
 
     forced = {"conditions": st.with_condition(None, st.COND_TIME_LIMIT, True, "Stopped", "", 2000)}
     busy = _rec(status=Phase.UPLOAD)

@@ -197,13 +197,24 @@ def created_at(obj: dict[str, Any]) -> float | None:
 
 
 def time_limit_passed(
-    status: dict[str, Any], rec: RecorderStatus, limit_s: int, grace_s: float, now: float
+    status: dict[str, Any], rec: RecorderStatus, limit_s: int, grace_s: float, now: float,
+    start_allowance_s: float = 0.0,
 ) -> bool:
-    """The recorder should have stopped on its own by now (MaxDurationLimit + grace)."""
+    """The recorder should have stopped on its own by now (MaxDurationLimit + grace).
+
+    Counted from the recording's start; a task that never started (browser launching, waiting
+    for ManualStart) is given `start_allowance_s` after its creation before the clock runs.
+    """
     if not rec.status.active:
         return False
-    begin = rec.start_time or status.get("createTime") or rec.create_time
-    return begin is not None and now > begin + limit_s + grace_s
+    if rec.start_time:
+        begin: float = rec.start_time
+    else:
+        created = status.get("createTime") or rec.create_time
+        if created is None:
+            return False
+        begin = created + start_allowance_s
+    return now > begin + limit_s + grace_s
 
 
 def finish_overdue(status: dict[str, Any], rec: RecorderStatus, deadline_s: float, now: float) -> bool:

@@ -110,7 +110,8 @@ async def monitor(
     merged = st.merged(current, changes)
 
     limit = RecordingSpec.model_validate(dict(spec)).max_duration_limit
-    if st.time_limit_passed(merged, rec, limit, settings.time_limit_grace_s, now):
+    if st.time_limit_passed(merged, rec, limit, settings.time_limit_grace_s, now,
+                            settings.start_deadline_s):
         changes.update(await _force_stop(rt, body, name, merged, base, token, limit, now))
     elif st.finish_overdue(merged, rec, settings.finish_deadline_s, now):
         apply(patch, changes)
