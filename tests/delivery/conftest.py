@@ -25,6 +25,14 @@ from webrecord.storage.settings import DeliverySettings
 TEST_KEY = "testing"
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delivery tests set their own settings: WEBRECORD_* from the caller's shell must not leak
+    in (the names come from the settings class itself, so new fields are covered)."""
+    for name in DeliverySettings.model_fields:
+        monkeypatch.delenv(f"WEBRECORD_{name.upper()}", raising=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
