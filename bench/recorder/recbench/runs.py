@@ -69,10 +69,12 @@ class Run:
 
 
 def _recorder_chromium(sampler: proctree.TreeSampler) -> list[str]:
-    """The browser process's command line (the Chromium process without --type=)."""
+    """The browser process's command line: the Chromium binary that Playwright started (it has
+    --remote-debugging-pipe; its children have --type=, crashpad is another binary)."""
     for argv in sampler.seen.values():
-        if argv and os.path.basename(argv[0]).startswith("chrom") and \
-                not any(a.startswith("--type=") for a in argv):
+        if argv and os.path.basename(argv[0]) in ("chromium", "chrome", "chromium-browser") \
+                and "--remote-debugging-pipe" in argv \
+                and not any(a.startswith("--type=") for a in argv):
             return argv
     return []
 
