@@ -33,12 +33,11 @@ class Reply:
 
 
 @dataclass
-class LiveServer:
+class Client:
+    """A synchronous client of an adapter at host:port (in-process or a `serve` subprocess)."""
+
     host: str
     port: int
-    backend: LocalBackend
-    settings: AdapterSettings
-    loop: asyncio.AbstractEventLoop
 
     def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None,
                 timeout: float = 30.0) -> Reply:
@@ -73,6 +72,13 @@ class LiveServer:
             if key else {}
         )
         return self.post_raw(body, headers)
+
+
+@dataclass
+class LiveServer(Client):
+    backend: LocalBackend
+    settings: AdapterSettings
+    loop: asyncio.AbstractEventLoop
 
     def run(self, coro: Any, timeout: float = 60.0) -> Any:
         """Run a coroutine on the server's loop (e.g. backend calls)."""

@@ -1,0 +1,195 @@
+"""Queueing (at most N recorders, FIFO) and a restart of the server mid-recording, with real
+recorders recording a local page."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from webrecord.adapter.store import RunState, TaskStore
+
+from .conftest import KEYS, Client, LiveServer
+from .helpers import play, video_path, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def _describe(client: Client, task_id: str, key: str | None = None) -> dict:
+    reply = client.call("Describe", {"TaskID": task_id}, key=key)
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+@pytest.mark.timeout(180)
+def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
+    server: LiveServer = make_server(max_concurrent=1)
+    url = f"{page_server}/recorder_sync.html"
+    first = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
+    second = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
+    queued = _describe(server, second)
+    assert queued["Status"] == "normal" and "StartTime" not in queued
+    assert server.request("GET", "/healthz").body["queued"] == 1
+
+    refused = server.call("Pause", {"TaskID": second})
+    assert (refused.status, refused.body["ErrorCode"]) == (409, "InvalidAction")
+    assert refused.body["ErrorMessage"] == (
+        "Pause is not allowed while the task is queued for a free recorder (only Stop and Cancel apply)"
+    )
+    assert server.call("Cancel", {"TaskID": second}).status == 200
+    canceled = _describe(server, second)
+    assert canceled["Status"] == "finished"
+    assert canceled["Result"]["ErrorCode"] == "Canceled" and canceled["Result"]["Videos"] == []
+    assert "StartTime" not in canceled and canceled["CancelTime"] <= canceled["FinishTime"]
+
+    wait_for(lambda: _describe(server, first), lambda d: d["Status"] == "recording", 60, "recording")
+    time.sleep(1.0)
+    assert server.call("Cancel", {"TaskID": first}).status == 200
+    done = wait_for(lambda: _describe(server, first), lambda d: d["Status"] == "finished", 60, "finished")
+    assert done["Result"]["Videos"] == []
+    assert done["Result"]["ErrorCode"] == "Canceled"
+    assert "CancelTime" in done
+    listed = server.call("List", {"Limit": 1}).body
+    assert listed["TotalCount"] == 2 and len(listed["Tasks"]) == 1
+    assert {t["TaskID"] for t in server.call("List", {}).body["Tasks"]} == {first, second}
+
+
+class ServeProcess:
+    """`python -m webrecord.adapter serve` as a real separate process that a test can kill."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        self.keys = root / "keys.yaml"
+        self.keys.write_text("".join(f"{k}: {v}\n" for k, v in KEYS.items()))
+        self.proc: subprocess.Popen | None = None
+        self.client: Client | None = None
+
+    def start(self) -> Client:
+        port_file = self.root / "port"
+        port_file.unlink(missing_ok=True)
+        self.log = open(self.root / "serve.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "webrecord.adapter", "serve", "--port", "0", "--port-file",
+             str(port_file), "--state-dir", str(self.state), "--max-concurrent", "1",
+             "--auth-keys", str(self.keys)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert self.proc.poll() is None, (self.root / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.05)
+        self.client = Client("127.0.0.1", int(port_file.read_text()))
+        return self.client
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (a crash, an OOM kill, a node reboot of the adapter)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.log.close()
+
+    def recorder_pid(self, task_id: str) -> int:
+        store = TaskStore(self.state / "tasks.sqlite")
+        try:
+            row = store.get(task_id)
+            assert row is not None and row.state is RunState.RUNNING and row.pid
+            return row.pid
+        finally:
+            store.close()
+
+    def cleanup(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if (self.state / "tasks.sqlite").exists():
+            store = TaskStore(self.state / "tasks.sqlite")
+            pids = [r.pid for r in store.in_state(RunState.RUNNING) if r.pid]
+            store.close()
+            for pid in pids:
+                _kill_group(pid, signal.SIGKILL)
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(tmp_path)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.timeout(280)
+def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
+    key = "AKIDbob"
+    url = f"{page_server}/recorder_sync.html"
+    client = serve.start()
+    a = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
+    b = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
+    rec = wait_for(lambda: _describe(client, a, key), lambda d: d["Status"] == "recording", 60, "A recording")
+    assert _describe(client, b, key)["Status"] == "normal"  # queued behind A
+    recorder_a = serve.recorder_pid(a)
+
+    # The adapter dies mid-recording; the recorder keeps recording.
+    serve.kill()
+    time.sleep(1.0)
+    assert not _gone(recorder_a, timeout=0.5)
+    client = serve.start()
+
+    again = _describe(client, a, key)
+    assert again["Status"] == "recording" and again["StartTime"] == rec["StartTime"]
+    assert client.call("Pause", {"TaskID": a}, key=key).status == 200
+    assert _describe(client, a, key)["Status"] == "paused"
+    assert client.call("Resume", {"TaskID": a}, key=key).status == 200
+    time.sleep(1.0)
+    assert client.call("Stop", {"TaskID": a}, key=key).status == 200
+    done = wait_for(lambda: _describe(client, a, key), lambda d: d["Status"] == "finished", 90, "A finished")
+    assert done["Result"]["ErrorCode"] == "", done
+    assert play(video_path(done["Result"]["Videos"][0])) > 10
+
+    # The queued task starts once A's slot is free, still in FIFO order after the restart.
+    wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "recording", 60, "B recording")
+    recorder_b = serve.recorder_pid(b)
+
+    # Now the adapter dies, and B's recorder dies while the adapter is down.
+    serve.kill()
+    _kill_group(recorder_b, signal.SIGKILL)
+    assert _gone(recorder_b)
+    client = serve.start()
+    lost = _describe(client, b, key)
+    assert lost["Status"] == "finished"
+    assert lost["Result"]["ErrorCode"] == "RecorderLost"
+    assert lost["Result"]["ErrorMessage"] == "recorder process ended while the server was down"
+    assert lost["FinishTime"] >= lost["StartTime"]
+    # Every task still answers Describe after the restarts.
+    assert {t["TaskID"] for t in client.call("List", {}, key=key).body["Tasks"]} == {a, b}
