@@ -106,7 +106,7 @@ async def test_callback_fails_then_delays_then_accepts(
     assert verify_signature(SECRET, callback_server.received[0].body,
                             callback_server.received[0].headers)
     # the slow try was abandoned at the 2 s per-try timeout, not waited out (3 s)
-    assert 2.0 <= time.monotonic() - started < 6.0
+    assert 2.0 <= time.monotonic() - started < 12.0
 
 
 @pytest.mark.timeout(60)
