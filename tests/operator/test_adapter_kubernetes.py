@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Kube, wait_for
+from opkit import Kube, wait_for
 from webrecord.adapter.backends import base, kubernetes as kbackend
 from webrecord.adapter.settings import AdapterSettings
 from webrecord.api.models import Action, Phase, RecordingSpec, RecordingTask

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, Kube, recording, wait_for
+from opkit import ROOT, Kube, recording, wait_for
 
 CHART = ROOT / "charts" / "webrecord"
 HELM_SH = Path(__file__).with_name("helm.sh")

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, wait_for
+from opkit import ROOT, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(900)]
 

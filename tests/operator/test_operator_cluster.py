@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Kube, recording, wait_for
+from opkit import Kube, recording, wait_for
 from webrecord.api.models import Phase, RecorderStatus, Result, VideoFile
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
