@@ -113,3 +113,37 @@ def test_time_limit_is_enforced_when_the_recorder_ignores_it(
     assert "errorCode" not in status["result"], status["result"]
     assert 2.0 <= status["recordedSeconds"] < 20
     assert "TimeLimitReached" in {e["reason"] for e in kube.events("limited")}
+
+
+def test_deleting_a_recording_stops_it_cleanly(
+    kube: Kube, start_operator: Any, callback_receiver: Any, moto: str, page_server: str,
+    pod_env: dict[str, str],
+) -> None:
+    """The finalizer sends Stop and waits (bounded) for the recorder to deliver before the
+    resource goes: the video recorded so far is uploaded and the callback sent."""
+    start_operator(**pod_env, WEBRECORD_OPERATOR_DELETE_WAIT_S="90")
+    kube.apply(recording(
+        "deleted", recordUrl=f"{page_server}/recorder_sound.html", width=640, height=360,
+        callbackUrl=callback_receiver.url, storageType="cos",
+        output={"cos": {"bucket": BUCKET, "region": "us-east-1", "targetDir": "deleted"}},
+    ))
+    wait_for(lambda: kube.get("pod", "deleted-recorder"), 30, "the recorder pod")
+    kubelet = Kubelet(kube, "deleted-recorder")
+    try:
+        kubelet.start()
+        kube.wait_phase("deleted", "recording", timeout=60)
+        time.sleep(2)
+        kube.kubectl("delete", "webrecording", "deleted", "--wait=false")
+        assert kubelet.report_exit(timeout=120) == 0
+        wait_for(lambda: kube.get("webrecording", "deleted") is None, 60, "the finalizer to let go")
+    except BaseException:
+        sys.stderr.write(f"--- recorder log ---\n{kubelet.log.read_text(errors='replace')[-8000:]}\n")
+        raise
+    finally:
+        kubelet.kill()
+    body = wait_for(lambda: callback_receiver.bodies, 30, "the callback")[-1]
+    assert body["TaskID"] == "deleted" and body["Result"]["ErrorCode"] == ""
+    [video] = body["Result"]["Videos"]
+    listed = s3(moto).list_objects_v2(Bucket=BUCKET, Prefix="deleted/")
+    assert any(o["Size"] == video["FileSize"] for o in listed.get("Contents", []))
+    assert "Stopping" in {e["reason"] for e in kube.events("deleted")}
