@@ -29,8 +29,8 @@ def helm() -> str:
     return result.stdout.strip()
 
 
-def render(helm: str, namespace: str = "webrecord", *sets: str) -> list[dict[str, Any]]:
-    args = [helm, "template", "rel", str(CHART), "--namespace", namespace]
+def render(helm: str, namespace: str = "webrecord", *sets: str, release: str = "rel") -> list[dict[str, Any]]:
+    args = [helm, "template", release, str(CHART), "--namespace", namespace]
     for value in sets:
         args += ["--set", value]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -152,3 +152,23 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
     peering = kube.get("kopfpeering", "webrecord")
     assert peering.get("status"), "the operator did not announce itself in the KopfPeering"
     assert "Forbidden" not in op.log() and "403" not in op.log()
+
+
+@pytest.mark.cluster
+def test_all_namespaces_mode_grants_cluster_wide_rights(helm: str, kube: Kube) -> None:
+    release = f"all-{kube.ns[-8:]}"
+    docs = render(helm, kube.ns, "watchAllNamespaces=true", "adapter.enabled=false", release=release)
+    kube.cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    try:
+        sa = kube.cp.service_account_kubeconfig(kube.ns, f"{release}-webrecord-operator")
+        with kube.cp.namespace("elsewhere") as other:
+            assert _can(kube, sa, "create", "pods", "-n", other)
+            assert _can(kube, sa, "patch", "clusterkopfpeerings.kopf.dev")
+            assert _can(kube, sa, "watch", "webrecordings.webrecord.io", "--all-namespaces")
+            assert not _can(kube, sa, "list", "secrets", "-n", other)
+            assert not _can(kube, sa, "delete", "secrets", "-n", other)
+    finally:
+        for doc in docs:
+            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"):
+                kube.cp.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"],
+                                "--ignore-not-found", check=False)
