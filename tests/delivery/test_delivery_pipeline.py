@@ -189,3 +189,17 @@ def test_target_names_from_cos_output() -> None:
     task = make_task(output=OutputSpec(cos=CosOutput(bucket="b", target_dir="/a/b/",
                                                      target_name="n")))
     assert (target_dir(task), target_name(task, make_status())) == ("a/b", "n")
+
+
+@pytest.mark.timeout(60)
+async def test_unsigned_callback_without_secret(
+    tmp_path: Path, sample_mp4: Path, callback_server: CallbackServer
+) -> None:
+    video = copy_video(sample_mp4, tmp_path / "work")
+    result = await deliver(make_task(callback=callback_server.url), [video], make_status(),
+                           Phases(), fast_settings())
+    assert result.error_code is None
+    [got] = callback_server.received
+    assert "X-Webrecord-Signature" not in got.headers
+    assert not verify_signature(SECRET, got.body, got.headers)
+    assert json.loads(got.body)["Result"]["Videos"][0]["FileURL"] == video.path.resolve().as_uri()

@@ -190,3 +190,30 @@ async def test_wrong_credentials_and_secret_file(
         assert ok.error_code is None, ok.error_message
     finally:
         stop_process(proc)
+
+
+@pytest.mark.timeout(90)
+async def test_retry_redoes_only_what_failed(
+    tmp_path: Path, sample_mp4: Path, moto_endpoint: str, bucket: str,
+    cutting_proxy: CuttingProxy, callback_server: CallbackServer,
+) -> None:
+    video = copy_video(sample_mp4, tmp_path / "work")
+    task = cos_task(bucket, callback_server.url)
+    status = make_status()
+    settings = fast_settings(s3_endpoint_url=cutting_proxy.endpoint)
+    callback_server.script = [500] * 5  # the receiver is down for the whole first attempt
+
+    first = await deliver(task, [video], status, Phases(), settings)
+    assert first.error_code is ErrorCode.CALLBACK_FAILED
+    url = first.videos[0].file_url
+    assert url == f"{cutting_proxy.endpoint}/{bucket}/task-1/{status.stop_time}.mp4"
+
+    # Now the storage is unreachable but the upload is already done: the retry must not need
+    # it, and the receiver (back up) gets the same FileURL.
+    cutting_proxy.broken, cutting_proxy.budget = True, 0
+    second = await deliver(task, [video], status, Phases(), settings)
+    assert second.error_code is None, second.error_message
+    assert second.videos[0].file_url == url
+    assert cutting_proxy.cuts == 0  # no request was even attempted
+    body = json.loads(callback_server.received[-1].body)
+    assert body["Result"]["Videos"][0]["FileURL"] == url
