@@ -203,3 +203,18 @@ async def test_unsigned_callback_without_secret(
     assert "X-Webrecord-Signature" not in got.headers
     assert not verify_signature(SECRET, got.body, got.headers)
     assert json.loads(got.body)["Result"]["Videos"][0]["FileURL"] == video.path.resolve().as_uri()
+
+
+def test_hls_files_never_include_the_key(tmp_path: Path) -> None:
+    for name in ("init.mp4", "a.m4s", "sub/b.m4s", "rec.key"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path.parent / "outside.m4s").write_bytes(b"x")
+    playlist = tmp_path / "rec.m3u8"
+    playlist.write_text(
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+        '#EXT-X-KEY:METHOD=AES-128,URI="rec.key",IV=0x00000000000000000000000000000001\n'
+        '#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2.0,\na.m4s\n#EXTINF:2.0,\nsub/b.m4s\n'
+        "#EXTINF:2.0,\n../outside.m4s\n#EXTINF:2.0,\nhttps://cdn.example.com/c.m4s\n"
+        "#EXTINF:2.0,\nmissing.m4s\n#EXT-X-ENDLIST\n")
+    assert sorted(hls_files(playlist)) == ["a.m4s", "init.mp4", "sub/b.m4s"]

@@ -97,8 +97,9 @@ def _extension(video: LocalVideo) -> str:
 
 
 def hls_files(playlist: Path) -> dict[str, Path]:
-    """Local files a playlist refers to (segments, init sections, local keys), by the
-    relative name the playlist uses. External URIs (http..., AuthUrl) are left out."""
+    """Local files a playlist refers to (segments, init sections), by the relative name the
+    playlist uses. External URIs (http..., AuthUrl) are left out, and so are AES keys
+    (#EXT-X-KEY): publishing the key beside the segments would undo the encryption."""
     base = playlist.parent
     refs: list[str] = []
     for line in playlist.read_text().splitlines():
@@ -106,7 +107,8 @@ def hls_files(playlist: Path) -> dict[str, Path]:
         if not line:
             continue
         if line.startswith("#"):
-            refs.extend(_URI_ATTR.findall(line))
+            if not line.startswith(("#EXT-X-KEY", "#EXT-X-SESSION-KEY")):
+                refs.extend(_URI_ATTR.findall(line))
         else:
             refs.append(line)
     files: dict[str, Path] = {}
