@@ -183,6 +183,8 @@ class Bench:
                               fmt="{:.1f}")
         self.report.ratio_row("av", "  pairs found (info)", f"{rav.pairs}/{rav.flashes}",
                               f"{bav.pairs}/{bav.flashes}")
+        self.report.ratio_row("av", "  audio stream starts after video by s (info)",
+                              _audio_late(rec.out), _audio_late(base.out), fmt="{:+.2f}")
 
     def latency(self) -> None:
         run = runs.task_run("rec-latency", self.pages.url("frames.html"), 1280, 720,
@@ -227,7 +229,7 @@ class Bench:
                 for i in range(n):
                     procs.append(runs.RecordProcess(f"conc{n}-{i}", self.pages.url("frames.html"),
                                                     1280, 720, self.d.concurrency, self.out))
-                done = [p.wait(self.d.concurrency + 120) for p in procs]
+                done = [p.wait(self.d.concurrency + 120, concurrent=n > 1) for p in procs]
             finally:
                 for p in procs:
                     p.kill()
@@ -249,6 +251,13 @@ class Bench:
             best = n
         self.report.ratio_row("concurrency", "max concurrent recordings with fidelity >= 98%", best,
                               None, fmt="{}")
+
+
+def _audio_late(path: Path) -> float | None:
+    starts = an.stream_starts(path)
+    if "audio" in starts and "video" in starts:
+        return starts["audio"] - starts["video"]
+    return None
 
 
 def _install_cleanup() -> None:

@@ -137,6 +137,16 @@ def audio_samples(path: Path, timeout: float = 300) -> tuple[np.ndarray, np.ndar
     return samples, times, rate
 
 
+def stream_starts(path: Path) -> dict[str, float]:
+    """start_time of the first video and first audio stream (seconds, container clock)."""
+    out: dict[str, float] = {}
+    for st in probe(path).get("streams", []):
+        kind = st.get("codec_type")
+        if kind in ("video", "audio") and kind not in out and st.get("start_time") not in (None, "N/A"):
+            out[kind] = float(st["start_time"])
+    return out
+
+
 # ----------------------------------------------------------------------------------------
 # Barcodes
 

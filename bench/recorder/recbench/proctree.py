@@ -97,6 +97,11 @@ def descendants(roots: Iterable[int], procs: dict[int, tuple[int, int, int, str]
     return found
 
 
+# Top-level processes the benchmark launched as separate measured runs: a sampler never adopts
+# another run's process as an orphan of its own tree (concurrent recordings).
+LAUNCHED: set[int] = set()
+
+
 class TreeSampler:
     """Samples the CPU time of a process tree in a background thread."""
 
@@ -106,6 +111,7 @@ class TreeSampler:
         self.adopt_orphans = adopt_orphans
         self.samples: list[tuple[float, dict[Key, int]]] = []
         self.seen: dict[Key, list[str]] = {}  # every process of the tree with its command line
+        self._sightings: dict[Key, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._me = os.getpid()
@@ -135,15 +141,20 @@ class TreeSampler:
             # Orphans of the tree are re-parented to us (subreaper): our children that were not
             # there before the run and are not the page server or the sampler's own helpers.
             roots |= {pid for pid, st in procs.items()
-                      if st[0] == self._me and pid not in self._mine_before}
+                      if st[0] == self._me and pid not in self._mine_before
+                      and (pid not in LAUNCHED or pid in self.roots)}
         now = time.monotonic()
         ticks: dict[Key, int] = {}
         for pid in descendants(roots, procs):
             _, start, cpu, _ = procs[pid]
             key = (pid, start)
             ticks[key] = cpu
-            if key not in self.seen:
-                self.seen[key] = _cmdline(pid)
+            # A child's command line is its parent's until it execs (and Chromium's children
+            # rewrite theirs): read it again on the first few sightings.
+            seen = self._sightings.get(key, 0)
+            if seen < 4:
+                self._sightings[key] = seen + 1
+                self.seen[key] = _cmdline(pid) or self.seen.get(key, [])
         self.samples.append((now, ticks))
 
     def cpu_between(self, t0: float, t1: float) -> float:

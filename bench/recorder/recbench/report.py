@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from recbench.analysis import AvOffset, Fidelity
 from recbench.runs import Run
@@ -40,6 +42,7 @@ class Report:
         self.errors: list[tuple[str, str]] = []
         self.started = time.time()
         self.load_start = os.getloadavg()
+        self.recorder_code = _recorder_code()
         self.elapsed_s = 0.0
 
     # ---- collecting -------------------------------------------------------------------
@@ -81,6 +84,7 @@ class Report:
 
     def _machine(self) -> dict:
         return {"cores": os.cpu_count(), "cpu": _cpu_model(), "kernel": platform.release(),
+                "recorder_code": self.recorder_code,
                 "loadavg_start": self.load_start, "loadavg_end": os.getloadavg(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))}
 
@@ -112,6 +116,7 @@ class Report:
                    f"{m['started']}, {m['cores']} cores ({m['cpu']})")
         out.append(f"loadavg at start {_la(m['loadavg_start'])}, at end {_la(m['loadavg_end'])}; "
                    f"durations {self.durations}; took {self.elapsed_s:.0f} s")
+        out.append(f"recorder code: {m['recorder_code']}")
         sep = "  "
         out.append(sep.join(h.ljust(w) for h, w in zip(header, widths)))
         out.append(sep.join("-" * w for w in widths))
@@ -142,6 +147,19 @@ class Report:
             out.append("errors:")
             out += [f"  {s}: {msg}" for s, msg in self.errors]
         return "\n".join(out)
+
+
+def _recorder_code() -> str:
+    """Which recorder was measured: last commit touching it, and whether the tree differs."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "log", "-1", "--format=%h %s", "--", "operator/webrecord/recorder"],
+                              cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "operator/webrecord/recorder"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head[:70]}{' + uncommitted changes' if dirty else ''}"
 
 
 def _la(t: tuple[float, float, float]) -> str:

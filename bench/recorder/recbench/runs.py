@@ -125,11 +125,17 @@ class RecordProcess:
         with open(self.run.log, "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True, cwd=work)
+        proctree.LAUNCHED.add(self.proc.pid)
         self.run.sampler = proctree.TreeSampler(self.proc.pid)
         self.run.sampler.start()
 
-    def wait(self, timeout: float) -> Run:
+    def wait(self, timeout: float, concurrent: bool = False) -> Run:
         _finish(self.run, self.proc, self.cpu_before, timeout)
+        if concurrent:
+            # rusage of our children would include the sibling recordings: use the samples.
+            assert self.run.sampler is not None
+            self.run.total_cpu_s = self.run.sampler.cpu_between(0, float("inf"))
+            self.run.extra["cpu_source"] = "sampled (concurrent run)"
         return self.run
 
     def kill(self) -> None:
@@ -256,6 +262,7 @@ def task_run(name: str, page_url: str, width: int, height: int, seconds: float, 
     with open(run.log, "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True)
+    proctree.LAUNCHED.add(proc.pid)
     run.sampler = proctree.TreeSampler(proc.pid)
     run.sampler.start()
     try:
