@@ -113,7 +113,8 @@ class Bench:
             # The baseline copies the Chromium command line of the recorder at this size.
             rec, _ = self._recorded(w, h)
             run = runs.baseline(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out,
-                                rec.chromium_argv, self.pages.wait_shown)
+                                rec.chromium_argv, self.pages.wait_shown,
+                                recorder_ffmpeg=rec.ffmpeg_argv)
             fid, _ = an.analyse_barcode_video(run.out, FPS)
             self.report.add_run(run, fid)
             self._cache[key] = (run, fid)
@@ -168,7 +169,8 @@ class Bench:
         self._check(rec)
         rav = an.analyse_av_video(rec.out)
         base = runs.baseline("base-av", url, 1280, 720, self.d.av, self.out,
-                             rec.chromium_argv, self.pages.wait_shown, audio=True)
+                             rec.chromium_argv, self.pages.wait_shown, audio=True,
+                             recorder_ffmpeg=rec.ffmpeg_argv)
         bav = an.analyse_av_video(base.out)
         self.report.add_av(rec, rav)
         self.report.add_av(base, bav)

@@ -258,3 +258,23 @@ def test_baseline_ffmpeg_command_drops_only_the_audio() -> None:
     video_first = ("ffmpeg -y -f x11grab -i :1 -f pulse -i rec.monitor -map 0:v -map 1:a "
                    "-c:v libx264 -c:a aac -f mpegts o.ts").split()
     assert " ".join(strip_audio(video_first)) == "ffmpeg -y -f x11grab -i :1 -map 0:v -c:v libx264 -f mpegts o.ts"
+
+
+def test_baseline_reuses_the_recorder_runs_ffmpeg_command() -> None:
+    from recbench.bare import from_captured_ffmpeg
+
+    captured = ("ffmpeg -y -itsoffset -1795613714.337012 -f x11grab -framerate 30 "
+                "-i :2.0+0,0 -itsoffset -1795613714.337012 -f pulse -i rec.monitor "
+                "-map 0:v -map 1:a -copyts -c:v libx264 -f mpegts /w/seg_0000.ts").split()
+    argv = from_captured_ffmpeg(captured, ":7", Path("/tmp/base.ts"))
+    assert argv[argv.index("x11grab") + 4] == ":7.0+0,0"
+    assert argv[-1] == "/tmp/base.ts"
+    offsets = [float(argv[i + 1]) for i, a in enumerate(argv) if a == "-itsoffset"]
+    assert len(offsets) == 2 and offsets[0] == offsets[1] and offsets[0] != -1795613714.337012
+
+    def normalised(a: list[str]) -> list[str]:
+        return ["EPOCH" if i and a[i - 1] == "-itsoffset" else x for i, x in enumerate(a)][:-1]
+
+    expected = normalised(captured)
+    expected[expected.index(":2.0+0,0")] = ":7.0+0,0"
+    assert normalised(argv) == expected  # everything else is the recorder's command as it ran

@@ -104,14 +104,37 @@ def recorder_ffmpeg_argv(build, settings, display: str, width: int, height: int,
     return build(settings, display, width, height, out, **kwargs)
 
 
+def from_captured_ffmpeg(argv: list[str], display: str, out: Path) -> list[str]:
+    """The recorder run's own ffmpeg command (read from /proc) re-aimed at our display and file:
+    the x11grab input, the output path and the -itsoffset epoch are replaced, nothing else."""
+    argv = list(argv)
+    epoch = f"-{time.time() - 1.0:.6f}"  # what Capture.start passes: shortly before the spawn
+    for i, a in enumerate(argv[:-1]):
+        if a == "-itsoffset" and argv[i + 1].startswith("-") and float(argv[i + 1]) < -1e8:
+            argv[i + 1] = epoch
+    inputs = [i for i, a in enumerate(argv) if a == "-i"]
+    start = 0
+    for i in inputs:
+        group = argv[start:i]
+        if "x11grab" in group:
+            target = argv[i + 1]
+            screen = target[target.index("."):] if "." in target else ".0+0,0"
+            argv[i + 1] = display + screen
+        start = i + 2
+    argv[-1] = str(out)
+    return argv
+
+
 class BareCapture:
     def __init__(self, url: str, width: int, height: int, out: Path,
-                 chromium_argv: list[str], audio: bool = False, log_dir: Path | None = None) -> None:
+                 chromium_argv: list[str], audio: bool = False, log_dir: Path | None = None,
+                 ffmpeg_template: list[str] | None = None) -> None:
         self.url = url
         self.width = width
         self.height = height
         self.out = out
         self.chromium_argv = chromium_argv
+        self.ffmpeg_template = ffmpeg_template  # the recorder run's ffmpeg command, if known
         self.audio = audio
         self.tmp = Path(tempfile.mkdtemp(prefix="recbench-bare-"))  # profile, pulse socket
         self.log_dir = log_dir or self.tmp
@@ -146,7 +169,10 @@ class BareCapture:
         profile.mkdir()
         self.chromium = self._spawn([*self.chromium_argv, f"--user-data-dir={profile}", self.url],
                                     "chromium.log", env=env, stdin=subprocess.DEVNULL)
-        argv = recorder_ffmpeg_argv(ffmpeg_argv, settings, display, self.width, self.height, self.out)
+        if self.ffmpeg_template:
+            argv = from_captured_ffmpeg(self.ffmpeg_template, display, self.out)
+        else:
+            argv = recorder_ffmpeg_argv(ffmpeg_argv, settings, display, self.width, self.height, self.out)
         self.ffmpeg_argv = argv if self.audio else strip_audio(argv)
         with open(self.log_dir / "ffmpeg.log", "ab") as f:
             self.ffmpeg = subprocess.Popen(self.ffmpeg_argv, stdin=subprocess.PIPE, stdout=f,

@@ -154,7 +154,7 @@ def record(name: str, page_url: str, width: int, height: int, duration: float, w
 
 def baseline(name: str, page_url: str, width: int, height: int, duration: float, work: Path,
              recorder_chromium: list[str] | None, wait_shown, audio: bool = False,
-             attempts: int = 2) -> Run:
+             attempts: int = 2, recorder_ffmpeg: list[str] | None = None) -> Run:
     """The bare capture: ffmpeg starts with Chromium and runs until `duration` s after the page
     showed its first frame (wait_shown(run, timeout) -> monotonic time or None); stop = 'q'.
     A Chromium that never shows the page (seen rarely under heavy load) is retried once."""
@@ -162,7 +162,7 @@ def baseline(name: str, page_url: str, width: int, height: int, duration: float,
         try:
             run = _baseline_once(f"{name}" if attempt == 1 else f"{name}-retry{attempt - 1}",
                                  page_url, width, height, duration, work, recorder_chromium,
-                                 wait_shown, audio)
+                                 wait_shown, audio, recorder_ffmpeg)
             run.extra["attempt"] = attempt
             return run
         except PageNotShown:
@@ -176,7 +176,8 @@ class PageNotShown(RuntimeError):
 
 
 def _baseline_once(name: str, page_url: str, width: int, height: int, duration: float, work: Path,
-                   recorder_chromium: list[str] | None, wait_shown, audio: bool) -> Run:
+                   recorder_chromium: list[str] | None, wait_shown, audio: bool,
+                   recorder_ffmpeg: list[str] | None) -> Run:
     work.mkdir(parents=True, exist_ok=True)
     cpu_before = proctree.children_cpu()
     launch_wall, launch_mono = time.time(), time.monotonic()
@@ -185,7 +186,7 @@ def _baseline_once(name: str, page_url: str, width: int, height: int, duration: 
               launch_wall=launch_wall, launch_mono=launch_mono, log=str(work / f"{name}-logs"))
     cap = BareCapture(_with_t0(page_url, launch_wall, name), width, height, out,
                       chromium_command(recorder_chromium, width, height), audio=audio,
-                      log_dir=work / f"{name}-logs")
+                      log_dir=work / f"{name}-logs", ffmpeg_template=recorder_ffmpeg)
     # Everything this process starts from now on is the baseline's tree (our new children).
     run.sampler = proctree.TreeSampler(os.getpid())
     run.sampler.roots.clear()
