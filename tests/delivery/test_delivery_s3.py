@@ -112,6 +112,8 @@ async def test_large_file_multipart_and_cut_mid_upload_then_retry(
     assert cutting_proxy.cuts >= 1 and big.stat().st_size == 48 * MB
     client = s3_client(moto_endpoint)
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # nothing half-there
+    # the network was gone, so the client's abort of its multipart upload could not get through
+    assert len(client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
 
     # The network is back: the same call (what `webrecord deliver` does) succeeds.
     cutting_proxy.broken = False
@@ -124,6 +126,8 @@ async def test_large_file_multipart_and_cut_mid_upload_then_retry(
     got = tmp_path / "got.mp4"
     client.download_file(bucket, key, str(got))
     assert md5(got) == md5(big)
+    # the first attempt's unfinished multipart upload (its abort could not get through) is gone
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 @pytest.mark.timeout(60)

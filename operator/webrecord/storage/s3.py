@@ -180,8 +180,30 @@ class Bucket:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
                 boto3.exceptions.Boto3Error) as exc:
             raise self._error("upload", key, exc) from None
-        event(log, "uploaded", bucket=self.name, key=key, endpoint=self.endpoint,
-              bytes=path.stat().st_size)
+        size = path.stat().st_size
+        event(log, "uploaded", bucket=self.name, key=key, endpoint=self.endpoint, bytes=size)
+        if size >= self.transfer.multipart_threshold:
+            self.abort_stale_uploads(key)
+
+    def abort_stale_uploads(self, key: str) -> int:
+        """Abort unfinished multipart uploads of `key` left by an earlier failed attempt (the
+        abort itself could not get through then); their parts would be billed forever.
+        Best effort: a missing permission only logs."""
+        aborted = 0
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.name, Prefix=key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key:
+                    self.client.abort_multipart_upload(Bucket=self.name, Key=key,
+                                                       UploadId=upload["UploadId"])
+                    aborted += 1
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            event(log, "cannot clean up stale multipart uploads", logging.WARNING,
+                  bucket=self.name, key=key, error=str(self._error("list uploads", key, exc)))
+        if aborted:
+            event(log, "aborted stale multipart uploads", bucket=self.name, key=key,
+                  count=aborted)
+        return aborted
 
     def upload_many(self, files: dict[str, Path], last: tuple[str, Path] | None = None) -> None:
         """Upload `{key: path}` in parallel, then `last` (e.g. an HLS playlist) once all
