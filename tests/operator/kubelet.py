@@ -124,7 +124,7 @@ class Kubelet:
                                    "ready": False, "restartCount": 0,
                                    "state": {"terminated": {"exitCode": code, "message": message,
                                                             "reason": "Completed" if code == 0 else "Error"}}}],
-        })
+        }, missing_ok=True)  # a deleted WebRecording's pod may be gone already
         return code
 
     def kill(self) -> None:

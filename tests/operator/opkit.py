@@ -60,10 +60,16 @@ class Kube:
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.kubectl("patch", "webrecording", name, "--type=merge", "-p", json.dumps({"spec": spec}))
 
-    def set_pod_status(self, pod: str, status: dict[str, Any]) -> None:
-        """Play the kubelet: write the pod's status through the status subresource."""
-        self.kubectl("patch", "pod", pod, "--subresource=status", "--type=merge",
-                     "-p", json.dumps({"status": status}))
+    def set_pod_status(self, pod: str, status: dict[str, Any], missing_ok: bool = False) -> bool:
+        """Play the kubelet: write the pod's status through the status subresource. With
+        `missing_ok`, a pod already deleted (garbage collected) is fine; returns False then."""
+        result = self.kubectl("patch", "pod", pod, "--subresource=status", "--type=merge",
+                              "-p", json.dumps({"status": status}), check=not missing_ok)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return False
+            raise AssertionError(result.stderr)
+        return True
 
     def events(self, name: str) -> list[dict[str, Any]]:
         out = self.kubectl("get", "events", "-o", "json",
