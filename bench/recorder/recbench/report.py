@@ -142,6 +142,10 @@ class Report:
             out.append(f"  {run['name']:<14} {run['kind']:<8} {run['width']}x{run['height']} "
                        f"wall {run['wall_s']:.1f} s, tree CPU {run['total_cpu_s']:.1f} s, "
                        f"other load {'-' if load is None else f'{load:.2f}'}; {extra}")
+            procs = run["extra"].get("steady_cpu_per_s_by_process")
+            if procs:
+                top = ", ".join(f"{k} {v:.3f}" for k, v in list(procs.items())[:7] if v >= 0.001)
+                out.append(f"      steady CPU s/s by process: {top}")
         if self.errors:
             out.append("")
             out.append("errors:")
