@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from webrecord.adapter.backends.local import _task_pids
 from webrecord.adapter.store import RunState, TaskStore
 
 from .conftest import KEYS, Client, LiveServer
@@ -29,10 +30,15 @@ def _describe(client: Client, task_id: str, key: str | None = None) -> dict:
 
 @pytest.mark.timeout(180)
 def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
-    server: LiveServer = make_server(max_concurrent=1)
+    server: LiveServer = make_server(max_concurrent=1, max_queued=1)
     url = f"{page_server}/recorder_sync.html"
     first = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
     second = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
+    full = server.call("Start", {"RecordURL": url})
+    assert (full.status, full.body["ErrorCode"]) == (429, "LimitExceeded")
+    assert full.body["ErrorMessage"] == (
+        "all 1 recorders are busy and 1 tasks are already queued; retry when some finish"
+    )
     queued = _describe(server, second)
     assert queued["Status"] == "normal" and "StartTime" not in queued
     assert server.request("GET", "/healthz").body["queued"] == 1
@@ -118,6 +124,13 @@ class ServeProcess:
             store.close()
             for pid in pids:
                 _kill_group(pid, signal.SIGKILL)
+        for task_file in self.state.glob("tasks/*/task.json"):
+            for pid in _task_pids(task_file):
+                _kill_group(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -181,15 +194,36 @@ def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
     wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "recording", 60, "B recording")
     recorder_b = serve.recorder_pid(b)
 
-    # Now the adapter dies, and B's recorder dies while the adapter is down.
+    # Now the adapter dies, and B's recorder dies while the adapter is down (every process of
+    # it: the recorder forks its worker into another session, which would otherwise stop
+    # cleanly and still deliver).
     serve.kill()
-    _kill_group(recorder_b, signal.SIGKILL)
-    assert _gone(recorder_b)
+    pids = _task_pids(serve.state / "tasks" / b / "task.json")
+    assert recorder_b in pids and len(pids) >= 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert all(_gone(pid) for pid in pids)
     client = serve.start()
     lost = _describe(client, b, key)
     assert lost["Status"] == "finished"
-    assert lost["Result"]["ErrorCode"] == "RecorderLost"
+    assert lost["Result"]["ErrorCode"] == "RecorderLost", lost
     assert lost["Result"]["ErrorMessage"] == "recorder process ended while the server was down"
     assert lost["FinishTime"] >= lost["StartTime"]
+
+    # A third task; the adapter dies and only the recorder process it started is killed. The
+    # recorder's worker (its own session) stops cleanly: the restarted adapter follows it (or
+    # reads its final status) and reports the delivered video, not a lost recorder.
+    c = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
+    wait_for(lambda: _describe(client, c, key), lambda d: d["Status"] == "recording", 60, "C recording")
+    time.sleep(1.0)
+    recorder_c = serve.recorder_pid(c)
+    serve.kill()
+    os.kill(recorder_c, signal.SIGKILL)
+    client = serve.start()
+    finished = wait_for(lambda: _describe(client, c, key), lambda d: d["Status"] == "finished", 90,
+                        "C finished")
+    assert finished["Result"]["ErrorCode"] == "", finished
+    assert play(video_path(finished["Result"]["Videos"][0])) > 5
+
     # Every task still answers Describe after the restarts.
-    assert {t["TaskID"] for t in client.call("List", {}, key=key).body["Tasks"]} == {a, b}
+    assert {t["TaskID"] for t in client.call("List", {}, key=key).body["Tasks"]} == {a, b, c}

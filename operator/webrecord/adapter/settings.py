@@ -46,7 +46,9 @@ class AdapterSettings(BaseSettings):
     # Local backend.
     state_dir: Path = Path("./webrecord-state")
     max_concurrent: int = Field(2, ge=1, description="Recorders running at once; the rest queue")
-    max_queued: int = Field(1000, ge=0, description="Queued tasks beyond this are refused")
+    max_queued: int = Field(
+        1000, ge=0, description="Starts beyond this many waiting tasks are refused (LimitExceeded)"
+    )
     recorder_command: list[str] = Field(
         default_factory=list,
         description="Command that runs the recorder; default: this Python's `-m webrecord.cli recorder`",

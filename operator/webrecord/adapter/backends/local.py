@@ -84,9 +84,11 @@ class LocalBackend(Backend):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5))
         for row in self.store.in_state(RunState.RUNNING):
-            if row.pid and _recorder_alive(row.pid, row.task_id):
-                logs.event(log, "re-attached to running recorder", task_id=row.task_id, pid=row.pid)
-                self._watch(row.task_id, row.pid, None)
+            pid = row.pid if row.pid and _recorder_alive(row.pid, row.task_id) else None
+            pid = pid or self._survivor(row.task_id)
+            if pid:
+                logs.event(log, "re-attached to running recorder", task_id=row.task_id, pid=pid)
+                self._watch(row.task_id, pid, None)
             else:
                 self._finish_from_files(row, lost_reason="recorder process ended while the server was down")
         queued = self.store.count(RunState.QUEUED)
@@ -109,16 +111,21 @@ class LocalBackend(Backend):
 
     async def terminate_all(self, grace: float = 10.0) -> None:
         """Stop every recorder this state dir knows (tests, `stop_recorders_on_exit`)."""
-        pids = [row.pid for row in self.store.in_state(RunState.RUNNING) if row.pid]
+        rows = self.store.in_state(RunState.RUNNING)
+        pids = [row.pid for row in rows if row.pid]
         pids += [p.pid for p in self._procs.values()]
+        for row in rows:
+            pids += _task_pids(self.task_dir(row.task_id) / "task.json")
         await terminate_pids(set(pids), grace)
 
     # ------------------------------------------------------------ Backend
 
     async def start(self, task: RecordingTask, owner: str) -> RecorderStatus:
-        if self.store.count(RunState.QUEUED) >= self.settings.max_queued:
+        slot_free = self.store.count(RunState.RUNNING) < self.settings.max_concurrent
+        if not slot_free and self.store.count(RunState.QUEUED) >= self.settings.max_queued:
             raise CapacityExceeded(
-                f"too many queued tasks ({self.settings.max_queued}); retry when some finish"
+                f"all {self.settings.max_concurrent} recorders are busy and "
+                f"{self.settings.max_queued} tasks are already queued; retry when some finish"
             )
         directory = self.task_dir(task.task_id)
         (directory / "work").mkdir(parents=True, exist_ok=True)
@@ -329,6 +336,18 @@ class LocalBackend(Backend):
                             break
                         self.store.set_status(task_id, status)
                 if exited:
+                    # The recorder forks its worker into its own session; if only the process we
+                    # started is gone, the worker may still be finishing: follow it.
+                    survivor = self._survivor(task_id)
+                    if survivor:
+                        if proc is not None:
+                            asyncio.create_task(self._reap(task_id, proc))
+                        pid, proc = survivor, None
+                        continue
+                    raw = _read_bytes(status_file)
+                    status = _parse_status(raw)
+                    if status is not None and status.status is Phase.FINISHED and raw != last_raw:
+                        continue  # finished just now: record it through the normal path
                     row = self.store.get(task_id)
                     if row is not None:
                         code = proc.returncode if proc else None
@@ -354,6 +373,10 @@ class LocalBackend(Backend):
             await terminate_pids({proc.pid}, grace=5.0)
         finally:
             self._procs.pop(task_id, None)
+
+    def _survivor(self, task_id: str) -> int | None:
+        pids = _task_pids(self.task_dir(task_id) / "task.json")
+        return min(pids) if pids else None
 
     def _complete(self, status: RecorderStatus, row: TaskRow) -> RecorderStatus:
         """Fill what the recorder may not know (create time) from our row."""
@@ -409,11 +432,31 @@ def _recorder_alive(pid: int, task_id: str) -> bool:
     return task_id.encode() in cmdline
 
 
+def _task_pids(task_file: Path) -> list[int]:
+    """Live processes whose command line names this task file (the recorder and its fork)."""
+    needle = str(task_file).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "cmdline").read_bytes():
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue
+        except OSError:
+            continue
+        found.append(int(entry.name))
+    return found
+
+
 async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
     """SIGTERM each process group, then SIGKILL what is left after `grace` seconds."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
     deadline = asyncio.get_running_loop().time() + grace
     remaining = set(pids)
     while remaining and asyncio.get_running_loop().time() < deadline:
@@ -422,6 +465,8 @@ async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
     for pid in remaining:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _pid_exists(pid: int) -> bool:
