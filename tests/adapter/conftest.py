@@ -114,6 +114,11 @@ def start_live_server(settings: AdapterSettings) -> tuple[LiveServer, Callable[[
             finally:
                 await backend.terminate_all(grace=10.0)
                 await runner.cleanup()
+                # Connection handlers still parked on keep-alive: end them before the loop closes.
+                pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
         try:
             loop.run_until_complete(serve())
