@@ -21,26 +21,46 @@ _DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota e
 
 
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
-                out: Path) -> list[str]:
+                out: Path, epoch: float) -> list[str]:
+    """Both grabbers stamp packets with the wall clock. ffmpeg would shift each input to start
+    at zero on its own, which puts the audio early by however long the pulse input took to
+    deliver its first packet; -copyts keeps the common clock and -itsoffset -epoch makes the
+    numbers small (epoch: a wall-clock time shortly before this process starts)."""
     gop = max(1, round(settings.fps * settings.keyint_seconds))
+    # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
+    # overloaded machine drops frames instead of memory.
+    video_queue = max(4, min(settings.fps, settings.video_queue_bytes // (width * height * 4)))
+    preset = settings.x264_preset
+    if width * height > settings.large_frame_pixels:
+        preset = settings.x264_preset_large
+    offset = f"-{epoch:.6f}"
     argv = [
-        settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "warning", "-y",
-        "-thread_queue_size", "512",
+        # Level info only for the one "Press [q]" line that says capture has begun (see ready).
+        settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "info", "-y",
+        # No probing: x11grab states its format; probing would hold up the start by ~20
+        # frames, which then land in the file before we count the segment as started.
+        "-itsoffset", offset, "-thread_queue_size", str(video_queue),
+        "-probesize", "32", "-analyzeduration", "0",
         "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(settings.fps),
         "-video_size", f"{width}x{height}", "-i", f"{display}.0+0,0",
-        "-thread_queue_size", "512",
+        # Opened after the display: whichever input opens first starts first, and a little
+        # silence before the sound is better than sound before the first picture.
+        "-itsoffset", offset, "-thread_queue_size", "512",
         "-f", "pulse", "-fragment_size", str(settings.pulse_fragment_bytes),
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
-        "-map", "0:v", "-map", "1:a",
+        "-map", "0:v", "-map", "1:a", "-copyts",
     ]
     if width % 2 or height % 2:
         # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
         argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
     argv += [
-        "-c:v", "libx264", "-preset", settings.x264_preset, "-crf", str(settings.x264_crf),
+        "-c:v", "libx264", "-preset", preset,
+        *(["-tune", settings.x264_tune] if settings.x264_tune else []),
+        "-crf", str(settings.x264_crf),
         "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
         "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(settings.audio_rate),
-        "-f", "mpegts", str(out),
+        # Write every packet at once: a killed process then leaves everything it encoded.
+        "-flush_packets", "1", "-f", "mpegts", str(out),
     ]
     return argv
 
@@ -63,23 +83,39 @@ class Capture:
         self.stopping = False
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.exited: asyncio.Future[int] | None = None
+        self.ready: asyncio.Future[bool] | None = None  # True once frames flow, False if it died
+        self.spawned = 0.0
 
     async def start(self) -> None:
-        argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.path)
+        argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.path,
+                           epoch=time.time() - 1.0)
         self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
                                       stdout=asyncio.subprocess.DEVNULL,
                                       stderr=asyncio.subprocess.PIPE)
-        self.started = time.monotonic()
-        self.exited = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().create_task(self._watch())
+        self.spawned = self.started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
+        self.ready = loop.create_future()
+        loop.create_task(self._watch())
         event(log, "segment started", index=self.index, path=str(self.path), pid=self.proc.pid)
 
     async def _watch(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         async for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip()
-            if line:
+            if line.startswith("Press [q]"):
+                # Inputs open, output header written: from here on the time is in the file.
+                self.started = time.monotonic()
+                if self.ready is not None and not self.ready.done():
+                    self.ready.set_result(True)
+                continue
+            if "not enough frames to estimate rate" in line:
+                continue  # expected without probing
+            if line and (line.startswith("[") or "rror" in line or "No space" in line
+                         or "arning" in line or "too large" in line):
                 self.stderr_tail.append(line)
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_result(False)
         code = await self.proc.wait()
         if self.ended is None:
             self.ended = time.monotonic()
@@ -96,6 +132,14 @@ class Capture:
     @property
     def disk_full(self) -> bool:
         return any(m in line for line in self.stderr_tail for m in _DISK_FULL_MARKERS)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until ffmpeg captures (True) or died (False); on timeout, carry on (True)."""
+        assert self.ready is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.ready), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            return True
 
     def elapsed(self) -> float:
         if not self.started:

@@ -214,6 +214,9 @@ class Session:
         self.captures.append(capture)
         self.current = capture
         asyncio.get_running_loop().create_task(self._watch_capture(capture))
+        # Controls answer once the recording really runs; a dying ffmpeg is handled by the
+        # watcher (a queued "encoder" event), not here.
+        await capture.wait_ready(self.settings.encoder_start_timeout)
 
     async def _watch_capture(self, capture: Capture) -> None:
         assert capture.exited is not None

@@ -18,6 +18,13 @@ class RecorderSettings(BaseSettings):
     fps: int = Field(30, ge=1, le=60)
     # A cheap preset keeps the encoder near the cost of a bare x11grab capture.
     x264_preset: str = "veryfast"
+    # zerolatency: no lookahead or B-frames, so no audio waits behind buffered video frames
+    # when ffmpeg is told to stop (it would be dropped) and start/stop latency stays low.
+    x264_tune: str = "zerolatency"
+    # Above ~1080p the cheap preset cannot keep 30 fps on a small machine; use the cheapest.
+    x264_preset_large: str = "ultrafast"
+    large_frame_pixels: int = Field(1920 * 1080, ge=1)
+    video_queue_bytes: int = Field(64 * 1024 * 1024, ge=1)
     x264_crf: int = Field(23, ge=0, le=51)
     keyint_seconds: float = Field(2.0, gt=0)
     audio_bitrate: str = "128k"
@@ -31,6 +38,7 @@ class RecorderSettings(BaseSettings):
     browser_start_timeout: float = Field(30.0, gt=0)
     display_start_timeout: float = Field(10.0, gt=0)
     audio_start_timeout: float = Field(10.0, gt=0)
+    encoder_start_timeout: float = Field(10.0, gt=0, description="Wait for ffmpeg's first frames")
     encoder_stop_timeout: float = Field(5.0, gt=0, description="Wait after 'q' before killing ffmpeg")
     max_browser_restarts: int = Field(3, ge=0)
     max_encoder_restarts: int = Field(3, ge=0)
