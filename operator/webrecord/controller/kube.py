@@ -30,6 +30,7 @@ class Kube:
         config.connection_pool_maxsize = max_workers
         self.api_client = kubernetes.client.ApiClient(config)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -73,6 +74,15 @@ class Kube:
             raise
         data = _json(resp).get("data") or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """JSON merge patch of a WebRecording's status subresource."""
+        from webrecord.api.resource import GROUP, PLURAL, VERSION
+
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL,
+            name, {"status": status}, _preload_content=False,
+        )
 
     async def delete_pod(self, namespace: str, name: str, grace_s: int = 30) -> None:
         try:
