@@ -178,3 +178,29 @@ def test_zero_and_empty_mean_default() -> None:
     spec = pm.to_spec(data)
     assert (spec.width, spec.height, spec.max_duration_limit) == (1280, 720, 21600)
     assert spec.callback_url is None and spec.output.cos is not None and spec.output.cos.bucket is None
+
+
+def test_openapi_references_resolve(server: LiveServer) -> None:
+    doc = server.request("GET", "/openapi.json").body
+    refs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref":
+                    refs.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
+    request_schema = doc["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert len(request_schema["oneOf"]) == 8
+    error = doc["components"]["schemas"]["Error"]
+    assert "UrlNotAllowed" in error["properties"]["ErrorCode"]["enum"]

@@ -153,7 +153,14 @@ class LocalBackend(Backend):
         row = self._owned(task_id, owner)
         if row.state is RunState.QUEUED:
             return await self._control_queued(row, action)
-        check_action(action, row.status.status)
+        current = row.status
+        if row.state is RunState.RUNNING:
+            # The stored status may be up to one poll old (the page itself can pause or resume
+            # through window.pauseRecord()); judge the control against the recorder's latest.
+            fresh = _parse_status(_read_bytes(self.task_dir(task_id) / "status.json"))
+            if fresh is not None:
+                current = fresh
+        check_action(action, current.status)
         if row.state is RunState.DONE:  # pragma: no cover - check_action refuses finished tasks
             raise ActionNotAllowed(f"{action.value}: the task has finished", row.status.status)
         seq = self.store.next_seq(task_id)
