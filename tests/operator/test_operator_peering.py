@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 def test_one_replica_acts_and_another_takes_over(kube: Kube, start_operator: Any) -> None:
     kube.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "webrecord"}})
     high = start_operator(["--namespace", kube.ns, "--priority", "200"])
-    wait_for(lambda: "operator starting" in high.log(), 30, "the first replica")
+    wait_for(lambda: (kube.get("kopfpeering", "webrecord") or {}).get("status"), 30,
+             "the first replica to announce itself in the peering")
     low = start_operator(["--namespace", kube.ns, "--priority", "100"])
     # A replica starts paused and resumes only when the peering shows no higher priority.
     wait_for(lambda: "Initial authentication has finished" in low.log(), 30, "the second replica")

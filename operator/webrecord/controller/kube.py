@@ -37,20 +37,21 @@ class Kube:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    async def create(self, manifest: dict[str, Any]) -> bool:
-        """Create a Pod or Secret; False when it already exists (handlers may run twice)."""
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a Pod or Secret and return it; None when it already exists (handlers may run
+        twice)."""
         ns = manifest["metadata"]["namespace"]
         fn = {
             "Pod": self.core.create_namespaced_pod,
             "Secret": self.core.create_namespaced_secret,
         }[manifest["kind"]]
         try:
-            await self._call(fn, ns, manifest, _preload_content=False)
+            resp = await self._call(fn, ns, manifest, _preload_content=False)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
+        return _json(resp)
 
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

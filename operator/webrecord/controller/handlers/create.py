@@ -60,11 +60,13 @@ async def create_recorder(
 
     # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
     token = podlib.new_token()
-    if not await rt.kube.create(podlib.build_secret(body, task, token)):
+    if await rt.kube.create(podlib.build_secret(body, task, token)) is None:
         data = await rt.kube.read_secret_data(namespace, podlib.recorder_name(name)) or {}
         token = data.get(podlib.TOKEN_KEY, "").strip()
     rt.tokens[(namespace, name)] = token
     created = await rt.kube.create(pod)
+    if created is not None and key not in rt.pods:
+        rt.remember_pod(key, created)  # the monitor's first look needs no GET
 
     changes: dict[str, Any] = {
         "message": f"recorder pod {pod['metadata']['name']} created",
