@@ -35,7 +35,7 @@ def test_full_flow_signed(make_server, page_server: str) -> None:
     assert "CreateTime" in first and "StopTime" not in first and "FinishTime" not in first
     assert first["Result"] == {"ErrorCode": "", "ErrorMessage": "", "Videos": []}
 
-    rec = wait_for(describe, lambda d: d["Status"] == "recording", 60, "recording")
+    rec = wait_for(describe, lambda d: d["Status"] == "recording", 90, "recording")
     assert rec["StartTime"] >= rec["CreateTime"]
     time.sleep(1.5)
 

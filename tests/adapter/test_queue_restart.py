@@ -28,7 +28,7 @@ def _describe(client: Client, task_id: str, key: str | None = None) -> dict:
     return reply.body
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
     server: LiveServer = make_server(max_concurrent=1, max_queued=1)
     url = f"{page_server}/recorder_sync.html"
@@ -54,7 +54,7 @@ def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
     assert canceled["Result"]["ErrorCode"] == "Canceled" and canceled["Result"]["Videos"] == []
     assert "StartTime" not in canceled and canceled["CancelTime"] <= canceled["FinishTime"]
 
-    wait_for(lambda: _describe(server, first), lambda d: d["Status"] == "recording", 60, "recording")
+    wait_for(lambda: _describe(server, first), lambda d: d["Status"] == "recording", 90, "recording")
     time.sleep(1.0)
     assert server.call("Cancel", {"TaskID": first}).status == 200
     done = wait_for(lambda: _describe(server, first), lambda d: d["Status"] == "finished", 60, "finished")
@@ -162,14 +162,14 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         server.cleanup()
 
 
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(420)
 def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
     key = "AKIDbob"
     url = f"{page_server}/recorder_sync.html"
     client = serve.start()
     a = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
     b = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
-    rec = wait_for(lambda: _describe(client, a, key), lambda d: d["Status"] == "recording", 60, "A recording")
+    rec = wait_for(lambda: _describe(client, a, key), lambda d: d["Status"] == "recording", 90, "A recording")
     assert _describe(client, b, key)["Status"] == "normal"  # queued behind A
     recorder_a = serve.recorder_pid(a)
 
@@ -191,7 +191,7 @@ def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
     assert play(video_path(done["Result"]["Videos"][0])) > 10
 
     # The queued task starts once A's slot is free, still in FIFO order after the restart.
-    wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "recording", 60, "B recording")
+    wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "recording", 90, "B recording")
     recorder_b = serve.recorder_pid(b)
 
     # Now the adapter dies, and B's recorder dies while the adapter is down (every process of
@@ -214,7 +214,7 @@ def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
     # recorder's worker (its own session) stops cleanly: the restarted adapter follows it (or
     # reads its final status) and reports the delivered video, not a lost recorder.
     c = client.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}, key=key).body["TaskID"]
-    wait_for(lambda: _describe(client, c, key), lambda d: d["Status"] == "recording", 60, "C recording")
+    wait_for(lambda: _describe(client, c, key), lambda d: d["Status"] == "recording", 90, "C recording")
     time.sleep(1.0)
     recorder_c = serve.recorder_pid(c)
     serve.kill()

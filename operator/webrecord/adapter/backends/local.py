@@ -334,7 +334,12 @@ class LocalBackend(Backend):
                     last_raw = raw
                     status = _parse_status(raw)
                     row = self.store.get(task_id)
-                    if status is not None and row is not None:
+                    stale = (
+                        status is not None and row is not None
+                        and status.status is not Phase.FINISHED
+                        and status.last_action_seq < row.status.last_action_seq
+                    )  # written before a control whose reply we already stored
+                    if status is not None and row is not None and not stale:
                         status = self._complete(status, row)
                         if status.status is Phase.FINISHED:
                             self.store.set_status(task_id, status, RunState.DONE)
