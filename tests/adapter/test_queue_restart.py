@@ -3,6 +3,7 @@ recorders recording a local page."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from webrecord.adapter import protocol_models as pm
 from webrecord.adapter.backends.local import _task_pids
 from webrecord.adapter.store import RunState, TaskStore
 
@@ -33,7 +35,11 @@ def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
     server: LiveServer = make_server(max_concurrent=1, max_queued=1)
     url = f"{page_server}/recorder_sync.html"
     first = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
-    second = server.call("Start", {"RecordURL": url, "Width": 640, "Height": 360}).body["TaskID"]
+    # The documentation's full Start example (Cos, Vod, HLS with a key) is accepted; it waits in
+    # the queue behind the first task, so it is never run against the example's hosts.
+    example = server.post_raw(json.dumps(pm.EXAMPLES["Start"]).encode())
+    assert example.status == 200, example.body
+    second = example.body["TaskID"]
     full = server.call("Start", {"RecordURL": url})
     assert (full.status, full.body["ErrorCode"]) == (429, "LimitExceeded")
     assert full.body["ErrorMessage"] == (
@@ -48,6 +54,12 @@ def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
     assert refused.body["ErrorMessage"] == (
         "Pause is not allowed while the task is queued for a free recorder (only Stop and Cancel apply)"
     )
+    async def stored_row():  # read on the server's own thread (its SQLite connection)
+        return server.backend.store.get(second)
+
+    stored = server.run(stored_row())
+    assert stored is not None and stored.spec.output.video.muxer == "hls"
+    assert stored.spec.output.cos is not None and stored.spec.output.cos.bucket == "records-1250000000"
     assert server.call("Cancel", {"TaskID": second}).status == 200
     canceled = _describe(server, second)
     assert canceled["Status"] == "finished"
