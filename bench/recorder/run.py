@@ -138,16 +138,25 @@ class Bench:
         for w, h in ((1280, 720), (1920, 1080)):
             rec, rfid = self._recorded(w, h)
             base, bfid = self._bare(w, h)
-            self.report.ratio_row(
-                "cpu", f"CPU s per recorded s, steady, {h}p30", self._steady(rec, rfid),
-                self._steady(base, bfid), fmt="{:.3f}", max_ratio=1.15)
             rs, bs = self._steady(rec, rfid), self._steady(base, bfid)
+            rfps, bfps = rfid.captured_fps, bfid.captured_fps
+            comparable = bool(rfps and bfps) and abs(rfps - bfps) <= 0.05 * max(rfps, bfps)
+            if comparable or rs is None or bs is None:
+                self.report.ratio_row("cpu", f"CPU s per recorded s, steady, {h}p30", rs, bs,
+                                      fmt="{:.3f}", max_ratio=1.15)
+            else:
+                # A starved run encodes fewer frames and looks cheaper per second: judge the
+                # cost of 30 captured frames instead (CPU per captured frame x 30).
+                self.report.ratio_row(
+                    "cpu", f"CPU s per recorded s, steady, {h}p30, per 30 captured frames",
+                    rs / rfps * FPS, bs / bfps * FPS, fmt="{:.3f}", max_ratio=1.15,
+                    note=f"captured {rfps:.1f} fps (recorder) vs {bfps:.1f} fps (baseline): "
+                         "per-second CPU is not comparable, so the verdict uses CPU per captured "
+                         "frame x 30")
+                self.report.ratio_row("cpu", f"  CPU s per recorded s, steady, {h}p30, as measured (info)",
+                                      rs, bs, fmt="{:.3f}")
             self.report.ratio_row(
-                "cpu", f"  CPU ms per captured frame, steady, {h}p30 (info)",
-                rs / rfid.captured_fps * 1000 if rs and rfid.captured_fps else None,
-                bs / bfid.captured_fps * 1000 if bs and bfid.captured_fps else None, fmt="{:.1f}",
-                note=None if min(rfid.captured_fps, bfid.captured_fps) > 0.95 * FPS else
-                "a run captured fewer frames than 30 fps (starved): per-second CPU is not comparable")
+                "cpu", f"  captured fps, {h}p30 (info)", rfps, bfps, fmt="{:.1f}")
             self.report.ratio_row(
                 "cpu", f"  CPU s per recorded s, whole run, {h}p30 (info)",
                 rec.total_cpu_s / rfid.span_s if rfid.span_s > 1 else None,
