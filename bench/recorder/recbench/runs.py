@@ -102,6 +102,8 @@ def _finish(run: Run, proc: subprocess.Popen, cpu_before: float, timeout: float)
         run.extra["killed_leftovers"] = len(leftovers)
     run.total_cpu_s = proctree.children_cpu() - cpu_before
     run.close_accounting()
+    run.extra["sampled_cpu_by_process"] = {
+        k: round(v, 3) for k, v in run.sampler.by_process(0, float("inf")).items() if v >= 0.005}
     run.chromium_argv = _recorder_chromium(run.sampler)
     run.ffmpeg_argv = _recorder_ffmpeg(run.sampler)
 
@@ -205,6 +207,8 @@ def _baseline_once(name: str, page_url: str, width: int, height: int, duration: 
         run.sampler.stop()
         run.total_cpu_s = proctree.children_cpu() - cpu_before
         run.close_accounting()
+        run.extra["sampled_cpu_by_process"] = {
+            k: round(v, 3) for k, v in run.sampler.by_process(0, float("inf")).items() if v >= 0.005}
         run.chromium_argv = list(cap.chromium_argv)
         run.ffmpeg_argv = list(cap.ffmpeg_argv)
         run.exit_code = cap.ffmpeg.returncode if cap.ffmpeg else None
