@@ -147,3 +147,39 @@ def test_deleting_a_recording_stops_it_cleanly(
     listed = s3(moto).list_objects_v2(Bucket=BUCKET, Prefix="deleted/")
     assert any(o["Size"] == video["FileSize"] for o in listed.get("Contents", []))
     assert "Stopping" in {e["reason"] for e in kube.events("deleted")}
+
+
+def test_operator_restart_mid_recording_loses_nothing(
+    kube: Kube, start_operator: Any, page_server: str, pod_env: dict[str, str]
+) -> None:
+    """The operator is killed while the page records; a control sent meanwhile is forwarded by
+    the next operator, which also finishes the task with its result."""
+    first = start_operator(**pod_env)
+    kube.apply(recording(
+        "restart", recordUrl=f"{page_server}/recorder_sound.html", width=640, height=360,
+        storageType="cos",
+        output={"cos": {"bucket": BUCKET, "region": "us-east-1", "targetDir": "restart"}},
+    ))
+    wait_for(lambda: kube.get("pod", "restart-recorder"), 30, "the recorder pod")
+    kubelet = Kubelet(kube, "restart-recorder")
+    try:
+        kubelet.start()
+        kube.wait_phase("restart", "recording", timeout=60)
+        first.stop(hard=True)  # SIGKILL mid-task
+        kube.patch_spec("restart", {"action": "Pause", "actionSeq": 1})  # nobody listens yet
+        time.sleep(1)
+        assert kube.status("restart")["phase"] == "recording"
+        start_operator(**pod_env)
+        status = kube.wait_phase("restart", "paused", timeout=60)
+        assert status["observedActionSeq"] == 1
+        kube.patch_spec("restart", {"action": "Stop", "actionSeq": 2})
+        assert kubelet.report_exit(timeout=120) == 0
+        status = kube.wait_phase("restart", "finished", timeout=60)
+    except BaseException:
+        sys.stderr.write(f"--- recorder log ---\n{kubelet.log.read_text(errors='replace')[-8000:]}\n")
+        raise
+    finally:
+        kubelet.kill()
+    assert "errorCode" not in status["result"], status["result"]
+    assert status["result"]["videos"][0]["fileDuration"] > 0.5
+    assert kube.get("pod", "restart-recorder")["metadata"]["uid"] == kubelet.pod["metadata"]["uid"]
