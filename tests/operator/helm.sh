@@ -16,6 +16,11 @@ if [ -n "${WEBRECORD_HELM:-}" ]; then
   exit 0
 fi
 
+# CI may run with a bare environment; Go needs HOME for its own caches too.
+if [ -z "${HOME:-}" ]; then
+  HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
+  export HOME
+fi
 CACHE_ROOT=${WEBRECORD_CACHE:-$HOME/.cache/webrecord}
 DIR="$CACHE_ROOT/tools/helm-$HELM_VERSION"
 if [ -x "$DIR/helm" ]; then
