@@ -40,6 +40,8 @@ def _final(name: str) -> str:
 
 
 def test_create_makes_a_locked_down_pod_and_token_secret(kube: Kube, start_operator: Any) -> None:
+    # The API server's Pod Security admission must accept the recorder pod at the strictest level.
+    kube.cp.kubectl("label", "namespace", kube.ns, "pod-security.kubernetes.io/enforce=restricted")
     start_operator()
     kube.apply(recording("first", width=1920, height=1080))
     status = wait_for(lambda: (s := kube.status("first")).get("podName") and s, 30, "podName")
