@@ -43,10 +43,13 @@ class Run:
     busy_at_launch: float = field(default_factory=proctree.machine_busy)
     other_load: float | None = None  # cores busy with other work while this ran (noise)
 
+    busy_s: float | None = None  # machine-wide busy CPU seconds while this ran
+
     def close_accounting(self) -> None:
-        busy = proctree.machine_busy() - self.busy_at_launch
+        if self.busy_s is None:
+            self.busy_s = proctree.machine_busy() - self.busy_at_launch
         if self.wall_s > 0:
-            self.other_load = max(0.0, busy - self.total_cpu_s) / self.wall_s
+            self.other_load = max(0.0, self.busy_s - self.total_cpu_s) / self.wall_s
 
     def mono_of_clock(self, clock_ms: int) -> float:
         """Monotonic time of a page clock value (ms since launch_wall)."""
@@ -138,6 +141,7 @@ class RecordProcess:
             assert self.run.sampler is not None
             self.run.total_cpu_s = self.run.sampler.cpu_between(0, float("inf"))
             self.run.extra["cpu_source"] = "sampled (concurrent run)"
+            self.run.close_accounting()  # other load now includes the sibling recordings
         return self.run
 
     def kill(self) -> None:
