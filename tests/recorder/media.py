@@ -68,3 +68,29 @@ def mp4_top_level_boxes(path: Path) -> list[str]:
             boxes.append(kind)
             if size == 0:
                 return boxes
+
+
+def av_onsets(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Times (s) where the picture turns white and where a beep starts (recorder_sync.html)."""
+    info = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,start_time", "-of", "json",
+         str(path)], capture_output=True, text=True, check=True, timeout=60).stdout)
+    starts = {s["codec_type"]: float(s["start_time"]) for s in info["streams"]}
+    pts_out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                              "frame=pts_time", "-of", "csv=p=0", str(path)],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    pts = np.array([float(x.strip(",")) for x in pts_out.split()])
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-vf",
+                          "scale=8:8,format=gray", "-fps_mode", "passthrough", "-f", "rawvideo", "-"],
+                         capture_output=True, check=True, timeout=60).stdout
+    luma = np.frombuffer(raw, np.uint8).reshape(-1, 64).mean(1)
+    pts = pts[: len(luma)]
+    video = pts[np.where((luma[1:] > 128) & (luma[:-1] <= 128))[0] + 1]
+    pcm = np.frombuffer(subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-ac", "1", "-ar", "48000",
+         "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout, np.int16)
+    win = 240  # 5 ms windows
+    pcm = pcm[: len(pcm) // win * win].astype(float).reshape(-1, win)
+    loud = np.sqrt((pcm ** 2).mean(1)) > 2000
+    audio = starts["audio"] + (np.where(loud[1:] & ~loud[:-1])[0] + 1) * win / 48000
+    return video, audio

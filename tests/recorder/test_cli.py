@@ -147,8 +147,10 @@ def _stop(proc: subprocess.Popen) -> None:
 def test_recorder_control_endpoint_and_delivery(tmp_path, page_server):
     outdir = tmp_path / "out"
     outdir.mkdir()
+    segstore = tmp_path / "segstore"
     proc, status_file, base = _start_recorder(
-        tmp_path, f"{page_server}/recorder_sound.html", WEBRECORD_OUTPUT_DIR=str(outdir))
+        tmp_path, f"{page_server}/recorder_sound.html", WEBRECORD_OUTPUT_DIR=str(outdir),
+        WEBRECORD_SEGMENT_DIR=str(segstore))
     auth = {"Authorization": "Bearer s3cret"}
     try:
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"ok": True}
@@ -189,6 +191,9 @@ def test_recorder_control_endpoint_and_delivery(tmp_path, page_server):
     assert delivered and delivered[0].stat().st_size == video["fileSize"]
     info = assert_av(delivered[0], 640, 360)
     assert 2.0 <= info["duration"] <= 5.0 and abs(info["duration"] - video["fileDuration"]) < 0.05
+    # StorageType cfs with WEBRECORD_SEGMENT_DIR: each closed segment was stored there.
+    stored = sorted(p.name for p in (segstore / "task-1").iterdir())
+    assert stored == ["seg_0000.ts", "seg_0001.ts"], stored
 
 
 @pytest.mark.browser

@@ -16,11 +16,11 @@ import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from webrecord.api.models import ErrorCode, RecordingSpec, RecordingTask
+from webrecord.api.models import Action, ErrorCode, RecordingSpec, RecordingTask
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
-from .media import assert_av, frame_rgb, mean_volume_db, probe
+from .media import assert_av, av_onsets, frame_rgb, mean_volume_db, probe
 
 pytestmark = pytest.mark.browser
 
@@ -46,8 +46,12 @@ async def test_sizes_at_the_edges(tmp_path, page_server, width, height, out_w, o
     session = await record(tmp_path, f"{page_server}/recorder_sound.html", width=width,
                            height=height, max_duration_limit=2)
     info = assert_av(session.packaged.path, out_w, out_h)
-    # The largest size is ~7x the pixels of 720p: on a busy 2-core machine some frames drop.
-    assert (1.0 if width == 2560 else 1.3) <= info["duration"] <= 3.8, info
+    assert 1.5 <= info["duration"] <= 2.6, info
+    if width * height > 1920 * 1080:  # above 1080p the capture runs at 15 fps to keep up
+        rate = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                               "stream=r_frame_rate", "-of", "csv=p=0", str(session.packaged.path)],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        assert rate == "15/1", rate
     if width > 2:
         # The page fills the screen exactly: page colour in every corner, no black border,
         # no scrollbar (the last real row/column are page, the pad column is outside).
@@ -137,3 +141,35 @@ def test_disk_full_is_a_clear_error_and_leaves_no_broken_file(tmp_path, page_ser
     assert record["errorCode"] == "DiskFull" and not record["videos"]
     # Nothing half-written is left on the full disk (the segments were removed).
     assert (tmp_path / "listing.txt").read_text().split() == []
+
+
+@pytest.mark.timeout(60)
+async def test_audio_and_video_are_in_sync(tmp_path, page_server):
+    """A flash and a beep start together (irregular gaps so no pair matches the wrong event):
+    in the file they stay together, across a pause too. The bound here is loose (150 ms) because
+    on a loaded 2-core machine Chromium paints late; it catches misalignment by whole input
+    start-up times (0.3-0.6 s, the bug -copyts fixed). bench/recorder measures the fine offset."""
+    task = RecordingTask(task_id="t1", spec=RecordingSpec(
+        record_url=f"{page_server}/recorder_sync.html", width=320, height=240))
+    session = Session(task, tmp_path / "work")
+    run = asyncio.create_task(session.run())
+    try:
+        await asyncio.wait_for(session.started_event.wait(), 30)
+        await asyncio.sleep(3.5)
+        await session.control(Action.PAUSE)
+        await asyncio.sleep(0.5)
+        await session.control(Action.RESUME)
+        await asyncio.sleep(3.5)
+        await session.control(Action.STOP)
+        status = await asyncio.wait_for(run, 30)
+    finally:
+        if not run.done():
+            run.cancel()
+            await asyncio.wait([run], timeout=30)
+    assert status.result.error_code is None
+    video, audio = av_onsets(session.packaged.path)
+    offsets = [audio[np.argmin(np.abs(audio - v))] - v for v in video if len(audio)]
+    # Onsets cut by the pause boundary or the start can be unmatched; most must match closely.
+    print("a/v offsets (s):", np.round(offsets, 3))
+    close = [o for o in offsets if abs(o) <= 0.150]
+    assert len(video) >= 5 and len(close) >= len(video) - 2, (video, audio, offsets)

@@ -77,6 +77,7 @@ async def test_pause_is_not_in_the_output(tmp_path, page_server):
     session, history = make_session(tmp_path, f"{page_server}/recorder_sound.html", width=640, height=360)
     async with running(session) as run:
         await asyncio.wait_for(session.started_event.wait(), 30)
+        first_recording = session.captures[0].spawned
         await asyncio.sleep(2)
         st = await session.control(Action.PAUSE, 1)
         assert st.status == Phase.PAUSED
@@ -90,10 +91,13 @@ async def test_pause_is_not_in_the_output(tmp_path, page_server):
         st = await session.control(Action.STOP, 3)
         stop_latency = time.monotonic() - t0
         assert st.status == Phase.CANCELED and st.last_action_seq == 3
+        wall = time.monotonic() - first_recording
         status = await asyncio.wait_for(run, 30)
         assert status.result.error_code is None
         info = assert_av(session.packaged.path, 640, 360)
-        assert 3.2 <= info["duration"] <= 5.6, info  # ~4 s recorded, not ~7 s wall
+        # The output is the recorded time (~4 s), not the wall time (~7 s): 3 s were paused.
+        assert abs(info["duration"] - status.recorded_seconds) < 0.35, (info, status)
+        assert 3.2 <= status.recorded_seconds <= wall - 2.5, (status, wall)
         assert stop_latency < 2.0
         assert [h[0] for h in history].count(Phase.PAUSED) >= 1
 
@@ -162,9 +166,10 @@ async def test_page_hooks_pause_resume_refresh_stop(tmp_path, page_server):
     assert status.segments == 2
     info = assert_av(session.packaged.path, 640, 360)
     # The 3 s paused (4.5 - 1.5 after load) is not in the output.
-    first = next(h[3] for h in history if h[0] == Phase.RECORDING)
+    first = session.captures[0].spawned
     last = next(h[3] for h in history if h[0] == Phase.CANCELED)
-    assert 1.8 <= info["duration"] <= (last - first) - 2.0, (info, last - first)
+    assert abs(info["duration"] - status.recorded_seconds) < 0.35, (info, status)
+    assert 1.0 <= status.recorded_seconds <= (last - first) - 2.5, (status, last - first)
 
 
 @pytest.mark.timeout(60)
@@ -236,7 +241,8 @@ async def test_chromium_crash_is_recovered_in_new_segments(tmp_path, page_server
         assert status.result.error_code is None, status.result
         assert session.browser is None
         info = assert_av(session.packaged.path, 640, 360)
-        assert 5.0 <= info["duration"] <= 8.5, info  # ~2 s + ~2 s + ~2 s
+        # ~2 s + ~2 s + ~2 s, plus the time each crash takes to be noticed on a busy machine.
+        assert 5.0 <= info["duration"] <= 10.0, info
         assert any("crashed" in (h[1] or "") for h in history)
 
 

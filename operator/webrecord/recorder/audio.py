@@ -94,6 +94,25 @@ class PulseAudio:
         await self.stop()
         raise RecorderError(ErrorCode.INTERNAL, "audio server (PulseAudio) failed to start; see pulseaudio.log")
 
+    async def warm_up(self) -> None:
+        """Open and close one record stream on the monitor. The daemon's first record stream
+        can take a second or more to start; paid here (while Chromium starts), not in the
+        first segment, where it would delay the sound behind the picture."""
+        try:
+            proc = await procs.spawn(
+                [self.settings.ffmpeg_path, "-nostdin", "-v", "error", "-f", "pulse",
+                 "-i", MONITOR, "-t", "0.05", "-f", "null", "-"],
+                env={**os.environ, **self.client_env()}, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        except OSError:
+            return
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
+        finally:
+            await procs.terminate(proc, timeout=1.0)
+
     async def stop(self) -> None:
         await procs.terminate(self.proc, timeout=3.0)
         self.proc = None

@@ -71,7 +71,7 @@ class Browser:
         self.launches = 0
 
     def _args(self) -> list[str]:
-        args = [*BASE_ARGS, f"--window-size={self.width},{self.height}"]
+        args = [*BASE_ARGS, f"--window-size={self.width},{self.height}", *self.settings.chromium_args]
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
         return args

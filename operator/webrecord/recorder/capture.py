@@ -26,13 +26,16 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     at zero on its own, which puts the audio early by however long the pulse input took to
     deliver its first packet; -copyts keeps the common clock and -itsoffset -epoch makes the
     numbers small (epoch: a wall-clock time shortly before this process starts)."""
-    gop = max(1, round(settings.fps * settings.keyint_seconds))
-    # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
-    # overloaded machine drops frames instead of memory.
-    video_queue = max(4, min(settings.fps, settings.video_queue_bytes // (width * height * 4)))
+    fps = settings.fps
     preset = settings.x264_preset
     if width * height > settings.large_frame_pixels:
+        # Above ~1080p neither grabbing nor encoding keeps 30 fps on a small machine.
+        fps = min(fps, settings.large_frame_fps)
         preset = settings.x264_preset_large
+    gop = max(1, round(fps * settings.keyint_seconds))
+    # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
+    # overloaded machine drops frames instead of memory.
+    video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
     offset = f"-{epoch:.6f}"
     argv = [
         # Level info only for the one "Press [q]" line that says capture has begun (see ready).
@@ -41,7 +44,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         # frames, which then land in the file before we count the segment as started.
         "-itsoffset", offset, "-thread_queue_size", str(video_queue),
         "-probesize", "32", "-analyzeduration", "0",
-        "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(settings.fps),
+        "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(fps),
         "-video_size", f"{width}x{height}", "-i", f"{display}.0+0,0",
         # Opened after the display: whichever input opens first starts first, and a little
         # silence before the sound is better than sound before the first picture.
@@ -60,7 +63,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
         "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(settings.audio_rate),
         # Write every packet at once: a killed process then leaves everything it encoded.
-        "-flush_packets", "1", "-f", "mpegts", str(out),
+        "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(out),
     ]
     return argv
 
@@ -85,14 +88,18 @@ class Capture:
         self.exited: asyncio.Future[int] | None = None
         self.ready: asyncio.Future[bool] | None = None  # True once frames flow, False if it died
         self.spawned = 0.0
+        self.epoch = 0.0  # wall clock that timestamp 0 in the segment stands for
+        self.spawn_wall = 0.0
 
     async def start(self) -> None:
+        self.epoch = time.time() - 1.0
         argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.path,
-                           epoch=time.time() - 1.0)
+                           epoch=self.epoch)
         self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
                                       stdout=asyncio.subprocess.DEVNULL,
                                       stderr=asyncio.subprocess.PIPE)
         self.spawned = self.started = time.monotonic()
+        self.spawn_wall = time.time()
         loop = asyncio.get_running_loop()
         self.exited = loop.create_future()
         self.ready = loop.create_future()
@@ -140,6 +147,37 @@ class Capture:
             return await asyncio.wait_for(asyncio.shield(self.ready), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             return True
+
+    async def measure_start(self) -> bool:
+        """Move `started` to when the first frame was really grabbed.
+
+        "Press [q]" comes after every input is open; the display may have been grabbed for a
+        while before (a slow audio server connection). The file's first video timestamp is
+        exact: timestamps are wall clock minus `epoch` (-copyts, no mux delay)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while self.size() == 0 and self.running and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # bounded: the first packet comes within a frame or two
+        if self.size() == 0:
+            return False
+        proc = await asyncio.create_subprocess_exec(
+            self.settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
+            "-read_intervals", "%+#1", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+            str(self.path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 10)
+            first = float(out.decode().split()[0].strip(","))
+        except (asyncio.TimeoutError, TimeoutError, ValueError, IndexError):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            return False
+        grabbed = self.spawned + (self.epoch + first - self.spawn_wall)
+        if self.spawned <= grabbed < self.started:
+            self.started = grabbed
+            return True
+        return False
 
     def elapsed(self) -> float:
         if not self.started:

@@ -368,7 +368,9 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
     def save(status: RecorderStatus) -> None:
         write_atomic(status_file, json.dumps(status.wire()))
 
-    session = Session(task, work_dir, RecorderSettings(), on_status=save)
+    store = _segment_store(task, work_dir)
+    session = Session(task, work_dir, RecorderSettings(), on_status=save,
+                      on_segment=store.put if store is not None else None)
     save(session.status)
     server = ControlServer(session, token, args.control_host, args.control_port)
     port = await server.start()
@@ -377,6 +379,11 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
     _install_stop_signals(lambda _sig: session.request(Action.STOP))
     try:
         status = await session.run()
+        if store is not None:
+            # Every closed segment safely stored before the task reports a result.
+            failures = await asyncio.to_thread(store.wait, 120)
+            if failures:
+                event(log, "segments not stored", logging.WARNING, failures=failures)
         result = await _deliver(task, session, status)
         session.finish(result)
         event(log, "task finished", task=task.task_id,
@@ -384,6 +391,18 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
         return 0
     finally:
         await server.stop()
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+def _segment_store(task: RecordingTask, work_dir: Path) -> Any:
+    """The task's StorageType segment store (cos: uploaded as each segment closes)."""
+    try:
+        from webrecord.storage.segments import SegmentStore
+        return SegmentStore.for_task(task, work_dir)
+    except Exception as exc:  # noqa: BLE001 - recording matters more than the extra copy
+        event(log, "no segment store", logging.WARNING, error=str(exc))
+        return None
 
 
 async def _deliver(task: RecordingTask, session: Any, status: RecorderStatus) -> Result:

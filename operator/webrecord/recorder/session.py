@@ -47,7 +47,8 @@ class Session:
                  settings: RecorderSettings | None = None,
                  on_status: Callable[[RecorderStatus], Any] | None = None,
                  output: Path | None = None,
-                 manual_start_timeout: float | None = None) -> None:
+                 manual_start_timeout: float | None = None,
+                 on_segment: Callable[[Path], Any] | None = None) -> None:
         self.task = task
         self.spec = task.spec
         self.settings = settings or RecorderSettings()
@@ -55,6 +56,7 @@ class Session:
         self.seg_dir = work_dir / "segments"
         self.log_dir = work_dir / "logs"
         self.on_status = on_status
+        self.on_segment = on_segment  # called with each closed segment (the segment store)
         video = self.spec.output.video
         suffix = ".m3u8" if video.muxer == "hls" else ".mp4"
         default = work_dir / "output" / (task.task_id + suffix)
@@ -186,7 +188,7 @@ class Session:
             self.work_dir / "profile", on_hook=self._hook,
             on_crash=lambda what: self._crash(what, self.browser.launches if self.browser else 0),
         )
-        await self.browser.launch(self.spec.record_url)
+        await asyncio.gather(self.browser.launch(self.spec.record_url), self.audio.warm_up())
         if self.spec.manual_start:
             self._update(message="waiting for window.startRecord()")
         else:
@@ -219,7 +221,9 @@ class Session:
         await capture.wait_ready(self.settings.encoder_start_timeout)
 
     async def _watch_capture(self, capture: Capture) -> None:
-        assert capture.exited is not None
+        assert capture.exited is not None and capture.ready is not None
+        if await capture.ready and await capture.measure_start():
+            self._queue.put_nowait(("tick", None, None, None))  # deadlines moved: recompute
         await capture.exited
         if not capture.stopping:
             self._queue.put_nowait(("encoder", capture, None, None))
@@ -228,6 +232,11 @@ class Session:
         capture, self.current = self.current, None
         if capture is not None:
             await capture.stop()
+            if self.on_segment is not None and capture.size() > 0 and not self._canceled:
+                try:
+                    self.on_segment(capture.path)
+                except Exception:  # noqa: BLE001 - storing a copy must not stop the recording
+                    log.exception("segment store failed")
 
     def _deadline(self) -> float | None:
         """Seconds until the next timer fires in the current phase."""
@@ -280,6 +289,8 @@ class Session:
 
     async def _handle(self, kind: str, arg: Any, seq: int | None) -> None:
         phase = self.status.status
+        if kind == "tick":
+            return
         if kind == "start":
             if phase == Phase.NORMAL:
                 await self._start_recording()

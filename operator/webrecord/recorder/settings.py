@@ -15,6 +15,8 @@ class RecorderSettings(BaseSettings):
     ffmpeg_path: str = "ffmpeg"
     ffprobe_path: str = "ffprobe"
 
+    # Extra Chromium flags (JSON list in WEBRECORD_CHROMIUM_ARGS).
+    chromium_args: list[str] = Field(default_factory=list)
     fps: int = Field(30, ge=1, le=60)
     # A cheap preset keeps the encoder near the cost of a bare x11grab capture.
     x264_preset: str = "veryfast"
@@ -24,6 +26,7 @@ class RecorderSettings(BaseSettings):
     # Above ~1080p the cheap preset cannot keep 30 fps on a small machine; use the cheapest.
     x264_preset_large: str = "ultrafast"
     large_frame_pixels: int = Field(1920 * 1080, ge=1)
+    large_frame_fps: int = Field(15, ge=1, le=60)
     video_queue_bytes: int = Field(64 * 1024 * 1024, ge=1)
     x264_crf: int = Field(23, ge=0, le=51)
     keyint_seconds: float = Field(2.0, gt=0)
