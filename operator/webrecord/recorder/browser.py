@@ -70,10 +70,16 @@ class Browser:
         self._closing = False
         self.launches = 0
 
+    def _sandbox(self) -> bool:
+        no_sandbox = self.settings.chromium_no_sandbox
+        if no_sandbox is None:
+            no_sandbox = os.geteuid() == 0  # Chromium refuses to run as root with its sandbox
+        return not no_sandbox
+
     def _args(self) -> list[str]:
         args = [*BASE_ARGS, f"--window-size={self.width},{self.height}", *self.settings.chromium_args]
-        if os.geteuid() == 0:
-            args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        if not self._sandbox():
+            args.append("--no-sandbox")
         return args
 
     async def launch(self, url: str) -> None:
@@ -94,6 +100,7 @@ class Browser:
                 ignore_default_args=["--enable-automation"],
                 env=self.env,
                 no_viewport=True,
+                chromium_sandbox=self._sandbox(),  # Playwright's default would turn it off
                 handle_sigint=False,
                 handle_sigterm=False,
                 handle_sighup=False,

@@ -15,6 +15,9 @@ class RecorderSettings(BaseSettings):
     ffmpeg_path: str = "ffmpeg"
     ffprobe_path: str = "ffprobe"
 
+    # None = automatic: without the sandbox only as root (Chromium refuses otherwise). Set true
+    # where user namespaces are blocked (some pod security profiles).
+    chromium_no_sandbox: bool | None = None
     # Extra Chromium flags (JSON list in WEBRECORD_CHROMIUM_ARGS).
     chromium_args: list[str] = Field(default_factory=list)
     fps: int = Field(30, ge=1, le=60)
