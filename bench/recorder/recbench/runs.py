@@ -64,6 +64,7 @@ class Run:
         t0 = self.mono_of_clock(first_clock_ms) + head
         t1 = self.mono_of_clock(last_clock_ms) - tail
         self.extra["steady_window_s"] = round(t1 - t0, 2)
+        self.extra["steady_clock_ms"] = (first_clock_ms + head * 1000, last_clock_ms - tail * 1000)
         cpu, wall = self.sampler.window(t0, t1)
         if wall > 0:
             self.extra["steady_cpu_per_s_by_process"] = {
