@@ -96,7 +96,7 @@ async def test_pause_is_not_in_the_output(tmp_path, page_server):
         assert status.result.error_code is None
         info = assert_av(session.packaged.path, 640, 360)
         # The output is the recorded time (~4 s), not the wall time (~7 s): 3 s were paused.
-        assert abs(info["duration"] - status.recorded_seconds) < 0.35, (info, status)
+        assert abs(info["duration"] - status.recorded_seconds) < 0.5, (info, status)
         assert 3.2 <= status.recorded_seconds <= wall - 2.5, (status, wall)
         assert stop_latency < 2.0
         assert [h[0] for h in history].count(Phase.PAUSED) >= 1
@@ -168,7 +168,7 @@ async def test_page_hooks_pause_resume_refresh_stop(tmp_path, page_server):
     # The 3 s paused (4.5 - 1.5 after load) is not in the output.
     first = session.captures[0].spawned
     last = next(h[3] for h in history if h[0] == Phase.CANCELED)
-    assert abs(info["duration"] - status.recorded_seconds) < 0.35, (info, status)
+    assert abs(info["duration"] - status.recorded_seconds) < 0.5, (info, status)
     assert 1.0 <= status.recorded_seconds <= (last - first) - 2.5, (status, last - first)
 
 

@@ -65,8 +65,14 @@ class PulseAudio:
             "--disallow-exit", "--no-cpu-limit",
             f"--load=module-native-protocol-unix socket={self.socket} auth-anonymous=1",
             f"--load=module-null-sink sink_name={SINK} rate={self.settings.audio_rate} channels=2",
-            f"--load=module-always-sink",
+            "--load=module-always-sink",
         ]
+        if self.settings.pulse_keepalive:
+            argv += [
+                f"--load=module-null-source source_name=silence rate={self.settings.audio_rate} channels=2",
+                f"--load=module-loopback source=silence sink={SINK} latency_msec=20 "
+                "source_dont_move=true sink_dont_move=true",
+            ]
         log_file = open(self.log_dir / "pulseaudio.log", "ab")
         try:
             self.proc = await procs.spawn(argv, env=env, stdin=asyncio.subprocess.DEVNULL,

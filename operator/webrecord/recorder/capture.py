@@ -49,6 +49,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         # Opened after the display: whichever input opens first starts first, and a little
         # silence before the sound is better than sound before the first picture.
         "-itsoffset", offset, "-thread_queue_size", "512",
+        *(["-use_wallclock_as_timestamps", "1"] if settings.pulse_read_timestamps else []),
         "-f", "pulse", "-fragment_size", str(settings.pulse_fragment_bytes),
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
         "-map", "0:v", "-map", "1:a", "-copyts",

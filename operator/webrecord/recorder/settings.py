@@ -37,6 +37,11 @@ class RecorderSettings(BaseSettings):
     audio_rate: int = 48000
     # Bytes per pulse read: 3840 = 20 ms of 48 kHz stereo s16, small enough for A/V sync.
     pulse_fragment_bytes: int = Field(3840, ge=256)
+    # Stamp audio with the time ffmpeg reads it (like x11grab's frames) rather than the pulse
+    # demuxer's latency-filtered clock, whose start-up estimate can stay ~130 ms off for a
+    # whole segment (measured with tests/pages/recorder_sync.html).
+    pulse_keepalive: bool = True
+    pulse_read_timestamps: bool = True
     hls_segment_seconds: float = Field(4.0, gt=0)
 
     manual_start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for startRecord()")
