@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from webrecord.api.models import Action, ErrorCode, RecordingSpec, RecordingTask
+from webrecord.api.models import Action, RecordingSpec, RecordingTask
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 

@@ -17,7 +17,7 @@ from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
 from .conftest import marked_processes
-from .media import assert_av, mean_volume_db, mp4_top_level_boxes, probe
+from .media import assert_av, mean_volume_db, mp4_top_level_boxes
 
 pytestmark = pytest.mark.browser
 
