@@ -368,9 +368,15 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
     def save(status: RecorderStatus) -> None:
         write_atomic(status_file, json.dumps(status.wire()))
 
+    previous_start = _previous_start_time(status_file, task.task_id)  # before we overwrite it
     store = _segment_store(task, work_dir)
-    session = Session(task, work_dir, RecorderSettings(), on_status=save,
+    settings = RecorderSettings()
+    session = Session(task, work_dir, settings, on_status=save,
                       on_segment=store.put if store is not None else None)
+    if store is not None and not await _resume(session, store, settings, previous_start):
+        await asyncio.to_thread(store.close)
+        store = None
+        session.on_segment = None
     save(session.status)
     server = ControlServer(session, token, args.control_host, args.control_port)
     port = await server.start()
@@ -403,6 +409,33 @@ def _segment_store(task: RecordingTask, work_dir: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - recording matters more than the extra copy
         event(log, "no segment store", logging.WARNING, error=str(exc))
         return None
+
+
+def _previous_start_time(status_file: Path, task_id: str) -> int | None:
+    """startTime an earlier recorder of this task wrote (when its work dir survived)."""
+    try:
+        previous = RecorderStatus.model_validate_json(status_file.read_text())
+    except (OSError, ValidationError):
+        return None
+    return previous.start_time if previous.task_id == task_id else None
+
+
+async def _resume(session: Any, store: Any, settings: RecorderSettings,
+                  start_time: int | None) -> bool:
+    """Continue from the segments an earlier recorder of this task stored. False when the
+    store cannot be read: then record without it rather than overwrite what it holds."""
+    from webrecord.recorder.resume import fetch_stored_segments
+    from webrecord.storage.s3 import StorageError
+
+    try:
+        stored = await fetch_stored_segments(store, session.seg_dir, settings)
+    except (StorageError, OSError) as exc:
+        event(log, "stored segments unreadable: recording without the segment store",
+              logging.ERROR, task=session.task.task_id, error=str(exc))
+        return False
+    if stored.next_index:
+        session.continue_from(stored, start_time)
+    return True
 
 
 async def _deliver(task: RecordingTask, session: Any, status: RecorderStatus) -> Result:

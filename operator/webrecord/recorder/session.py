@@ -25,6 +25,7 @@ from webrecord.recorder.capture import Capture
 from webrecord.recorder.display import Display
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.package import Packaged, package_hls, package_mp4, usable_segments
+from webrecord.recorder.resume import StoredParts
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,18 @@ class Session:
         self._browser_restarts = 0
         self._encoder_restarts = 0
         self.started_event = asyncio.Event()  # set once the first segment runs
+        self.stored = StoredParts()  # segments an earlier recorder of this task left (resume)
+
+    def continue_from(self, stored: StoredParts, start_time: int | None = None) -> None:
+        """Resume the task: `stored` (already in seg_dir) is the start of the recording; its
+        time counts against MaxDurationLimit. Keeps the task's original start_time if known."""
+        self.stored = stored
+        if stored.segments:  # the task started before; when is known only from its status
+            self.status.start_time = start_time or self.status.start_time or now()
+        event(log, f"resumed with {len(stored.segments)} stored segments, {stored.seconds:.1f} s",
+              segments=len(stored.segments), seconds=round(stored.seconds, 3),
+              dropped=stored.dropped, start_time=self.status.start_time)
+        self._update()
 
     # ---- inputs -------------------------------------------------------------------------
     async def control(self, action: Action, seq: int | None = None) -> RecorderStatus:
@@ -106,7 +119,7 @@ class Session:
 
     # ---- status -------------------------------------------------------------------------
     def recorded_seconds(self) -> float:
-        return sum(c.elapsed() for c in self.captures)
+        return self.stored.seconds + sum(c.elapsed() for c in self.captures)
 
     def bytes_recorded(self) -> int:
         return sum(c.size() for c in self.captures)
@@ -115,7 +128,7 @@ class Session:
         for key, value in changes.items():
             setattr(self.status, key, value)
         self.status.recorded_seconds = round(self.recorded_seconds(), 3)
-        self.status.segments = len(self.captures)
+        self.status.segments = len(self.stored.segments) + len(self.captures)
         if self.on_status is not None:
             self.on_status(self.status)
 
@@ -204,12 +217,13 @@ class Session:
 
     async def _start_recording(self) -> None:
         await self._open_segment()
-        self._update(status=Phase.RECORDING, start_time=now(), message="recording")
+        self._update(status=Phase.RECORDING, start_time=self.status.start_time or now(),
+                     message="recording")
         self.started_event.set()
 
     async def _open_segment(self) -> None:
         assert self.display is not None and self.audio is not None
-        index = len(self.captures)
+        index = self.stored.next_index + len(self.captures)
         capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
                           {**self._browser_env()}, self.seg_dir / f"seg_{index:04d}.ts", index)
         await capture.start()
@@ -393,7 +407,8 @@ class Session:
         shutil.rmtree(self.seg_dir, ignore_errors=True)
 
     async def _package(self) -> Packaged | None:
-        segments = await usable_segments([c.path for c in self.captures], self.settings)
+        segments = await usable_segments(
+            [*self.stored.segments, *(c.path for c in self.captures)], self.settings)
         if not segments:
             return None
         video = self.spec.output.video
