@@ -22,6 +22,18 @@ def _is_uuid(text: str) -> bool:
     ("data", "code", "message"),
     [
         ({}, "MissingParam", "Data.RecordURL: required"),
+        (
+            {"Width": 9999, "Height": -1},
+            "MissingParam",
+            "Data.RecordURL: required; Data.Width: must be between 0 and 2560; "
+            "Data.Height: must be between 0 and 2560",
+        ),
+        (
+            {"Width": 9999, "Height": -1, "MaxDurationLimit": -5, "StorageType": "s3"},
+            "MissingParam",
+            "Data.RecordURL: required; Data.Width: must be between 0 and 2560; "
+            "Data.Height: must be between 0 and 2560 (and 2 more problems)",
+        ),
         ({"RecordURL": ""}, "MissingParam", "Data.RecordURL: required (got an empty string)"),
         ({"RecordURL": 5}, "InvalidParam", "Data.RecordURL: must be a string, got an integer"),
         ({"RecordURL": "ftp://x"}, "InvalidParam", "Data.RecordURL: must be an http:// or https:// URL"),

@@ -221,23 +221,33 @@ def parse_envelope(body: Any) -> tuple[ActionName, ProtocolModel]:
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> ApiError:
-    """The first problem of a ValidationError as an ApiError naming the field and the rule."""
+    """A ValidationError as an ApiError naming each field and its rule (the first few), so a
+    caller fixes a body in one round trip; the ErrorCode follows the first problem."""
     errors = exc.errors(include_url=False)
     # Report a missing field first: it is usually the root cause of the others.
     errors.sort(key=lambda e: e["type"] != "missing")
     first = errors[0]
-    loc = tuple(str(p) for p in first["loc"])
-    path = ".".join(prefix + tuple(_short(p, 40) for p in loc)) or "body"
     empty = first["type"] == "string_too_short" and (first.get("ctx") or {}).get("min_length") == 1
     code = (
         AdapterErrorCode.MISSING_PARAM
         if first["type"] == "missing" or empty
         else AdapterErrorCode.INVALID_PARAM
     )
-    message = f"{path}: {_rule(first, model, loc)}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    problems = [_problem(error, model, prefix) for error in errors[:_LISTED_PROBLEMS]]
+    message = "; ".join(problems)
+    if len(errors) > _LISTED_PROBLEMS:
+        rest = len(errors) - _LISTED_PROBLEMS
+        message += f" (and {rest} more problem{'s' if rest > 1 else ''})"
     return ApiError(code, message)
+
+
+_LISTED_PROBLEMS = 3
+
+
+def _problem(error: dict, model: type[BaseModel], prefix: tuple) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    path = ".".join(prefix + tuple(_short(p, 40) for p in loc)) or "body"
+    return f"{path}: {_rule(error, model, loc)}"
 
 
 _TYPE_WORDS = {
