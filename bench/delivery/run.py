@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "operator"))
+sys.path.insert(0, str(ROOT / "tests" / "delivery"))
 
 import boto3  # noqa: E402
 from aiohttp import web  # noqa: E402
@@ -54,45 +53,12 @@ from webrecord.api.models import (  # noqa: E402
 from webrecord.delivery.pipeline import LocalVideo, deliver  # noqa: E402
 from webrecord.storage.s3 import Bucket  # noqa: E402
 from webrecord.storage.settings import MB, DeliverySettings  # noqa: E402
+from moto_server import start_moto, stop_process  # noqa: E402 - shared with the tests
 
 KEY = "testing"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("moto server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -293,7 +259,7 @@ def main() -> int:
         if not args.skip_callback:
             lines += asyncio.run(bench_callback(endpoint, work, args.seconds, args.tries))
     finally:
-        stop(proc)
+        stop_process(proc)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,8 @@ from botocore.config import Config
 
 from webrecord.storage.settings import DeliverySettings
 
+from .moto_server import free_port, start_moto, stop_process  # noqa: F401 - used by the tests
+
 TEST_KEY = "testing"
 
 
@@ -31,12 +31,6 @@ def _hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     in (the names come from the settings class itself, so new fields are covered)."""
     for name in DeliverySettings.model_fields:
         monkeypatch.delenv(f"WEBRECORD_{name.upper()}", raising=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------ callback receiver
@@ -95,38 +89,7 @@ async def callback_server() -> CallbackServer:
 
 
 # ------------------------------------------------------------------ moto S3 server
-
-
-def start_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A `moto_server` subprocess on a free loopback port; returns (process, endpoint)."""
-    port = free_port()
-    env = dict(os.environ, **(extra_env or {}))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, endpoint
-        except OSError:
-            time.sleep(0.1)
-    stop_process(proc)
-    raise RuntimeError("moto_server did not start within 30 s")
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+# (start_moto, stop_process and free_port live in moto_server.py, shared with bench/delivery)
 
 
 @pytest.fixture(scope="session")
