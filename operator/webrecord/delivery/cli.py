@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 from webrecord.api.models import Phase, RecorderStatus, RecordingTask, Result
 from webrecord.api.protocol import result_body
 from webrecord.delivery.pipeline import DELIVERY_CODES, MANIFEST_NAME, LocalVideo, deliver
+from webrecord.files import write_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,12 +60,6 @@ def _parse_video(spec: str) -> LocalVideo:
     path_obj = Path(path or spec)
     muxer = "hls" if path_obj.suffix.lower() == ".m3u8" else "mp4"
     return LocalVideo(path=path_obj.resolve(), duration=float(seconds or 0), muxer=muxer)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
     async def on_phase(phase: Phase) -> None:
         if status_file.is_file():
             current = status.model_copy(update={"status": phase})
-            _write_atomic(status_file, json.dumps(current.wire()))
+            write_atomic(status_file, json.dumps(current.wire()))
 
     result = asyncio.run(deliver(task, videos, status, on_phase))
     if status_file.is_file() or args.status_file:
         final = status.model_copy(update={"status": Phase.FINISHED, "result": result,
                                           "finish_time": int(time.time())})
-        _write_atomic(status_file, json.dumps(final.wire()))
+        write_atomic(status_file, json.dumps(final.wire()))
     print(json.dumps(result_body(result)))
     return 0 if result.error_code is None else 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from webrecord.api.models import (
 )
 from webrecord.api.protocol import describe_body
 from webrecord.delivery.callback import send_callback
+from webrecord.files import write_atomic
 from webrecord.logs import event
 from webrecord.storage.filesystem import DiskFullError, atomic_copy, atomic_copy_tree
 from webrecord.storage.s3 import Bucket, StorageError
@@ -148,12 +148,9 @@ def _load_manifest(path: Path | None, task_id: str) -> dict[str, Any]:
 def _save_manifest(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=1))
     except OSError as exc:  # a full disk must not turn a good delivery into a failure
-        tmp.unlink(missing_ok=True)
         event(log, "cannot write delivery manifest", logging.WARNING, path=str(path),
               error=str(exc))
 

@@ -30,6 +30,7 @@ from webrecord.api.models import (
     Result,
     VideoFile,
 )
+from webrecord import files
 from webrecord.logs import event
 from webrecord.recorder import procs
 from webrecord.recorder.settings import RecorderSettings
@@ -127,16 +128,11 @@ def _read_token(path: str | None) -> str | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Status, port and result files: a failed write is logged, the recording goes on."""
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        files.write_atomic(path, text)
     except OSError as exc:
         event(log, "could not write file", logging.WARNING, path=str(path), error=str(exc))
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 def _supervise(run: Callable[[], int]) -> int:

@@ -52,6 +52,7 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
+from webrecord.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class LocalBackend(Backend):
             )
         directory = self.task_dir(task.task_id)
         (directory / "work").mkdir(parents=True, exist_ok=True)
-        _write_atomic(directory / "task.json", task.model_dump_json(by_alias=True, exclude_none=True))
+        write_atomic(directory / "task.json", task.model_dump_json(by_alias=True, exclude_none=True))
         status = RecorderStatus(
             task_id=task.task_id, status=Phase.NORMAL, create_time=task.create_time,
             message="queued",
@@ -510,7 +511,3 @@ def _parse_status(raw: bytes) -> RecorderStatus | None:
         return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
