@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(chromium xvfb pulseaudio ffmpeg fonts-noto-cjk fonts-liberation fonts-noto-color-emoji x11-utils)
+# The node tests: a Docker engine to build the recorder image, debootstrap for its base image,
+# containerd and CNI plugins for the one-node cluster.
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=(docker.io debootstrap containernetworking-plugins containerd)
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
