@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,3 +34,12 @@ def page_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """Path of the real `helm` binary (tests/operator/helm.sh builds it once from Go modules)."""
+    script = Path(__file__).parent / "operator" / "helm.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=880)
+    assert result.returncode == 0, f"tests/operator/helm.sh failed:\n{result.stderr[-3000:]}"
+    return result.stdout.strip()

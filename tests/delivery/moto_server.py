@@ -11,27 +11,29 @@ import sys
 import time
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def start_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A `moto_server` subprocess on a free loopback port; returns (process, endpoint)."""
-    port = free_port()
+def start_moto(extra_env: dict[str, str] | None = None,
+               host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """A `moto_server` subprocess on a free port of `host` (loopback unless a test needs pods on
+    a real node to reach it: then this machine's node address); returns (process, endpoint)."""
+    port = free_port(host)
     env = dict(os.environ, **(extra_env or {}))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"moto_server exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return proc, endpoint
         except OSError:
             time.sleep(0.1)

@@ -3,7 +3,6 @@ a loopback callback receiver, and small helpers to act as the kubelet."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,28 +80,3 @@ def callback_receiver() -> Iterator[CallbackReceiver]:
         yield receiver
     finally:
         receiver.close()
-
-
-# --- the kind suite ---------------------------------------------------------------------------
-
-KIND_HINT = ("kind suite (tests/operator/test_kind.py) runs only with WEBRECORD_KIND=1 and "
-             "KUBECONFIG pointing to a real cluster (kind) that has the recorder image")
-
-
-def _kind_enabled() -> bool:
-    return os.environ.get("WEBRECORD_KIND") == "1" and bool(os.environ.get("KUBECONFIG"))
-
-
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return None if _kind_enabled() else f"deselected: {KIND_HINT}"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without a real cluster the `kind` tests are deselected (a skip would count as a failure
-    in CI); the header line above names what enables them."""
-    if _kind_enabled():
-        return
-    kind = [item for item in items if item.get_closest_marker("kind")]
-    if kind:
-        config.hook.pytest_deselected(items=kind)
-        items[:] = [item for item in items if not item.get_closest_marker("kind")]

@@ -121,16 +121,19 @@ class OperatorProcess:
 
 
 class CallbackReceiver:
-    """A real HTTP server on loopback that records the callback bodies it receives."""
+    """A real HTTP server (loopback unless told `host`) that records the callbacks it receives:
+    parsed bodies, raw bodies (to check signatures) and headers."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.raw.append(raw)
                 receiver.bodies.append(json.loads(raw))
                 receiver.headers.append(dict(self.headers))
                 self.send_response(200)
@@ -140,8 +143,8 @@ class CallbackReceiver:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}/callback"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

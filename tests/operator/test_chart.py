@@ -1,7 +1,8 @@
 """charts/webrecord: lint, render with default and other values, apply the rendered manifests to
 the real API server, and run the operator with the chart's own service account and peering.
 
-Helm is built from Go modules by tests/operator/helm.sh (once, into ~/.cache/webrecord/tools).
+Helm is built from Go modules by tests/operator/helm.sh (once, into ~/.cache/webrecord/tools);
+the `helm` fixture is in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ import yaml
 from opkit import ROOT, Kube, recording, wait_for
 
 CHART = ROOT / "charts" / "webrecord"
-HELM_SH = Path(__file__).with_name("helm.sh")
 
 # The first test may build helm (a few minutes on a bare machine).
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    result = subprocess.run(["bash", str(HELM_SH)], capture_output=True, text=True, timeout=880)
-    assert result.returncode == 0, f"tests/operator/helm.sh failed:\n{result.stderr[-3000:]}"
-    return result.stdout.strip()
 
 
 def render(helm: str, namespace: str = "webrecord", *sets: str, release: str = "rel") -> list[dict[str, Any]]:
@@ -112,6 +105,28 @@ def test_other_values_render(helm: str) -> None:
     [role] = by_kind(cluster, "ClusterRole")
     assert any(r["resources"] == ["pods"] for r in role["rules"])
     assert by_kind(cluster, "ClusterKopfPeering") and not by_kind(cluster, "Role")[1:]
+
+
+def test_every_pod_can_read_its_secret_volumes(helm: str) -> None:
+    """Secret volumes are owned by root and the pods run as uid 1000: a file with mode 0440 is
+    readable only through the group, which fsGroup sets. Without it the adapter crash-looped on
+    "Permission denied: '/etc/webrecord/auth/...'" on a real node."""
+    docs = render(helm, "wr", "adapter.auth.keys.app1=secret1", "callback.secret=s3cret")
+    checked = 0
+    for deployment in by_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for volume in pod.get("volumes", []):
+            if "secret" not in volume:
+                continue
+            mode = volume["secret"].get("defaultMode", 0o644)
+            user = pod["securityContext"]["runAsUser"]
+            if mode & 0o004:  # world-readable: any uid reads it
+                continue
+            assert user != 0 and pod["securityContext"].get("fsGroup") is not None, (
+                f"{deployment['metadata']['name']}: secret volume {volume['name']} has mode "
+                f"{mode:o} but the pod sets no fsGroup, so uid {user} cannot read it")
+            checked += 1
+    assert checked >= 1  # the adapter's auth keys
 
 
 def _can(kube: Kube, kubeconfig: Path, *args: str) -> bool:
