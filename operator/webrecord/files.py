@@ -16,3 +16,33 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class PathEscape(ValueError):
+    """A path built from caller-chosen names would leave its root."""
+
+
+def contained(root: Path, *parts: str | Path) -> Path:
+    """`root/parts...`, resolved (symlinks followed), or PathEscape when it is not strictly
+    inside `root`: a last line of defence behind the name rules of `webrecord.api.names`."""
+    base = Path(root).resolve()
+    target = base.joinpath(*parts).resolve()
+    if base not in target.parents:
+        raise PathEscape(f"{target} is outside {base}")
+    return target
+
+
+def write_private(path: Path, text: str) -> None:
+    """Like write_atomic, for secrets: the file is created 0600 (os.open with the mode, so no
+    moment exists where another user could open it) and never follows a planted symlink."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, flags, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

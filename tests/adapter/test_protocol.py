@@ -55,7 +55,7 @@ def _is_uuid(text: str) -> bool:
         ({"RecordURL": "http://a", "Output": {"Vod": {"MediaInfo": {"ClassId": "1"}}}}, "InvalidParam", "Data.Output.Vod.MediaInfo.ClassId: must be an integer, got a string"),
         ({"RecordURL": "http://169.254.169.254/latest/meta-data"}, "UrlNotAllowed", "Data.RecordURL: host '169.254.169.254' resolves to 169.254.169.254, a cloud metadata address"),
         ({"RecordURL": "http://127.0.0.1/", "CallbackURL": "http://[fe80::1]/cb"}, "UrlNotAllowed", "Data.CallbackURL: host 'fe80::1' resolves to fe80::1, a link-local address"),
-        ({"RecordURL": "http://metadata.google.internal/"}, "UrlNotAllowed", "Data.RecordURL: host 'metadata.google.internal' is a cloud metadata service"),
+        ({"RecordURL": "http://metadata.google.internal/"}, "UrlNotAllowed", "Data.RecordURL: host 'metadata.google.internal' is a cloud metadata service name"),
     ],
 )
 def test_start_field_errors(server: LiveServer, data: dict, code: str, message: str) -> None:

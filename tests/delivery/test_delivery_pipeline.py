@@ -186,7 +186,7 @@ async def test_earlier_error_is_kept_and_nothing_recorded(tmp_path: Path) -> Non
 def test_target_names_from_cos_output() -> None:
     from webrecord.delivery.pipeline import target_dir, target_name
 
-    task = make_task(output=OutputSpec(cos=CosOutput(bucket="b", target_dir="/a/b/",
+    task = make_task(output=OutputSpec(cos=CosOutput(bucket="b", target_dir="a/b/",
                                                      target_name="n")))
     assert (target_dir(task), target_name(task, make_status())) == ("a/b", "n")
 

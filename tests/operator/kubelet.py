@@ -168,5 +168,7 @@ def pod_env(kube: Kube, moto: str, request: pytest.FixtureRequest) -> dict[str, 
         WEBRECORD_OPERATOR_STORAGE_SECRET="storage",
         WEBRECORD_OPERATOR_RECORDER_ENV=json.dumps({
             "WEBRECORD_S3_ENDPOINT_URL": moto, "WEBRECORD_S3_ADDRESSING_STYLE": "path",
+            # The pages are served on 127.0.0.1 here; a real pod refuses loopback.
+            "WEBRECORD_EGRESS_ALLOW_LOOPBACK": "true",
         }),
     )

@@ -78,3 +78,9 @@ def no_leftover_processes() -> Iterator[str]:
         except ProcessLookupError:
             pass
     assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture(autouse=True)
+def loopback_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test pages are served on 127.0.0.1: allow loopback, as the local backend does."""
+    monkeypatch.setenv("WEBRECORD_EGRESS_ALLOW_LOOPBACK", "true")

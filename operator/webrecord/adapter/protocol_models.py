@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from webrecord.adapter.errors import AdapterErrorCode, ApiError
 from webrecord.api import models as m
+from webrecord.api.names import check_target_dir, check_target_name
 
 TASK_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _URL_PATTERN = r"^https?://"
@@ -48,6 +49,17 @@ class CosData(ProtocolModel):
     Region: str | None = Field(None, max_length=64)
     TargetDir: str | None = Field(None, max_length=1024, description="Default: the task id")
     TargetName: str | None = Field(None, max_length=255, description="Default: stop timestamp")
+
+    # The same rules as the models (and the CRD): here so the error names the protocol field.
+    @field_validator("TargetDir")
+    @classmethod
+    def _contained_dir(cls, value: str | None) -> str | None:
+        return check_target_dir(value)
+
+    @field_validator("TargetName")
+    @classmethod
+    def _contained_name(cls, value: str | None) -> str | None:
+        return check_target_name(value)
 
 
 class MediaInfoData(ProtocolModel):
@@ -76,6 +88,11 @@ class VideoData(ProtocolModel):
     )
     AuthUrl: str | None = Field(None, max_length=8192, description="Key URI in the HLS playlist")
 
+    @field_validator("AuthUrl")
+    @classmethod
+    def _key_uri(cls, value: str | None) -> str | None:
+        return m.http_url(value)
+
     @model_validator(mode="after")
     def _key_needs_hls(self) -> "VideoData":
         if self.EncryptKey and self.Muxer != "hls":
@@ -100,6 +117,12 @@ class StartData(ProtocolModel):
     )
     StorageType: Literal["cos", "cfs"] | None = Field(None, description="Default cfs")
     Output: OutputData | None = None
+
+    @field_validator("RecordURL", "CallbackURL")
+    @classmethod
+    def _judgeable_url(cls, value: str | None) -> str | None:
+        m.http_url(value)
+        return value
 
 
 class TaskData(ProtocolModel):

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from webrecord.api.models import RecordingSpec
+from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
 from webrecord.api.resource import (
     CATEGORIES,
     GROUP,
@@ -100,6 +101,11 @@ def spec_schema() -> dict[str, Any]:
             sub.setdefault("x-kubernetes-validations", []).append(
                 {"rule": "self == oldSelf", "message": f"{name} is immutable; only action and actionSeq may change"}
             )
+    cos = props["output"]["properties"]["cos"]["properties"]
+    for field, rules in (("targetDir", CEL_TARGET_DIR), ("targetName", CEL_TARGET_NAME)):
+        cos[field]["x-kubernetes-validations"] = [
+            {"rule": rule, "message": f"{field} {message}"} for rule, message in rules
+        ]
     video = props["output"]["properties"]["video"]
     video["properties"]["encryptKey"]["pattern"] = "^([0-9a-fA-F]{32})?$"
     video["x-kubernetes-validations"] = [

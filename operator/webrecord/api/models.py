@@ -14,6 +14,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from webrecord.api.names import check_target_dir, check_target_name
+from webrecord.api.urls import parse_http_url
+
 DEFAULT_WIDTH = 1280
 DEFAULT_HEIGHT = 720
 MAX_DIMENSION = 2560
@@ -21,6 +24,11 @@ DEFAULT_MAX_DURATION_S = 21600
 MAX_DURATION_LIMIT_S = 36000
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def http_url(value: str | None) -> str | None:
+    """The browser's serialisation of an http(s) URL; ValueError naming the rule otherwise."""
+    return parse_http_url(value).href if value else value
 
 
 class WireModel(BaseModel):
@@ -95,6 +103,17 @@ class CosOutput(WireModel):
         None, max_length=255, description="File name without extension. Default: stop timestamp"
     )
 
+    # Names become paths and object keys under the target root: never outside it.
+    @field_validator("target_dir")
+    @classmethod
+    def _contained_dir(cls, value: str | None) -> str | None:
+        return check_target_dir(value)
+
+    @field_validator("target_name")
+    @classmethod
+    def _contained_name(cls, value: str | None) -> str | None:
+        return check_target_name(value)
+
 
 class VodMediaInfo(WireModel):
     media_name: str | None = Field(None, max_length=256)
@@ -120,7 +139,8 @@ class VideoOutput(WireModel):
     encrypt_key: str | None = Field(
         None, description="AES-128 key, 32 hex digits; HLS only (segments are encrypted)"
     )
-    auth_url: str | None = Field(None, description="Key URI written into the HLS playlist")
+    auth_url: str | None = Field(
+        None, max_length=8192, description="Key URI written into the HLS playlist (http/https)")
 
     @field_validator("encrypt_key")
     @classmethod
@@ -130,6 +150,13 @@ class VideoOutput(WireModel):
         if not _HEX_KEY.match(value):
             raise ValueError("must be 32 hexadecimal digits (a 128-bit AES key)")
         return value.lower()
+
+    @field_validator("auth_url")
+    @classmethod
+    def _key_uri(cls, value: str | None) -> str | None:
+        # Written into ffmpeg's key-info file and the playlist's URI="...": the browser's
+        # serialisation has no line breaks or quotes.
+        return http_url(value)
 
     @model_validator(mode="after")
     def _key_needs_hls(self) -> "VideoOutput":
@@ -160,6 +187,14 @@ class RecordingSpec(WireModel):
     # Control of a running task (CRD only): set `action`, bump `actionSeq` to repeat it.
     action: Action | None = None
     action_seq: int = Field(0, ge=0)
+
+    @field_validator("record_url", "callback_url")
+    @classmethod
+    def _judgeable_url(cls, value: str | None) -> str | None:
+        # Parsed as the browser parses it; refused when it cannot be judged (credentials,
+        # backslashes, ambiguous IPv4 forms). The caller's text is kept as given.
+        http_url(value)
+        return value
 
     @model_validator(mode="after")
     def _zero_means_default(self) -> "RecordingSpec":

@@ -34,7 +34,8 @@ from webrecord.api.models import (
 )
 from webrecord.api.protocol import describe_body
 from webrecord.delivery.callback import send_callback
-from webrecord.files import write_atomic
+from webrecord.api.names import relative_path_problem
+from webrecord.files import PathEscape, contained, write_atomic
 from webrecord.logs import event
 from webrecord.storage.filesystem import DiskFullError, atomic_copy, atomic_copy_tree
 from webrecord.storage.s3 import Bucket, StorageError
@@ -90,6 +91,21 @@ def target_name(task: RecordingTask, status: RecorderStatus) -> str:
     if cos and cos.target_name:
         return cos.target_name
     return str(status.stop_time or int(time.time()))
+
+
+def named_by_caller(task: RecordingTask) -> bool:
+    cos = task.spec.output.cos
+    return bool(cos and cos.target_name)
+
+
+def object_key(*parts: str) -> str:
+    """`a/b/c` from caller-chosen parts, refused (DeliveryFailure) when it would climb out of
+    its prefix: the models refuse such names already; this guards the key itself."""
+    key = "/".join(p for p in parts if p)
+    problem = relative_path_problem(key)
+    if problem:
+        raise DeliveryFailure(ErrorCode.UPLOAD_FAILED, f"object key {key[:80]!r} {problem}")
+    return key
 
 
 def _extension(video: LocalVideo) -> str:
@@ -170,21 +186,25 @@ def _to_cos(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
         return
     prefix = target_dir(task)
     for plan in plans:
-        key = f"{prefix}/{plan.stem}{_extension(plan.video)}" if prefix else (
-            f"{plan.stem}{_extension(plan.video)}")
+        try:
+            key = object_key(prefix, f"{plan.stem}{_extension(plan.video)}")
+        except DeliveryFailure as failure:
+            plan.errors.append(failure)
+            continue
         mark = f"cos:{cos.bucket}:{key}"
         if mark in done:
             plan.file_url = done[mark]
             continue
         try:
             if plan.video.muxer == "hls":
-                parts = {
-                    f"{prefix}/{rel}" if prefix else rel: path
-                    for rel, path in hls_files(plan.video.path).items()
-                }
+                parts = {object_key(prefix, rel): path
+                         for rel, path in hls_files(plan.video.path).items()}
                 bucket.upload_many(parts, last=(key, plan.video.path))
             else:
                 bucket.upload_file(plan.video.path, key)
+        except DeliveryFailure as failure:
+            plan.errors.append(failure)
+            continue
         except StorageError as exc:
             plan.errors.append(DeliveryFailure(ErrorCode.UPLOAD_FAILED, str(exc)))
             continue
@@ -199,22 +219,26 @@ def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySe
     sub = target_dir(task)
     for plan in plans:
         try:
-            if plan.video.muxer == "hls":
-                final_dir = root / sub / plan.stem
-                files = dict(hls_files(plan.video.path))
-                files[f"{plan.stem}.m3u8"] = plan.video.path
-                mark = f"fs:{final_dir}"
-                if mark not in done:
-                    atomic_copy_tree(files, final_dir)
-                final = final_dir / f"{plan.stem}.m3u8"
-            else:
-                final = root / sub / f"{plan.stem}{_extension(plan.video)}"
-                mark = f"fs:{final}"
-                if mark not in done:
-                    atomic_copy(plan.video.path, final)
+            try:
+                final, mark = _copy_to(root, sub, plan, done)
+            except FileExistsError:
+                if named_by_caller(task):
+                    raise
+                plan.stem = f"{plan.stem}_{task.task_id}"  # a default name taken: make it ours
+                final, mark = _copy_to(root, sub, plan, done)
+        except PathEscape as exc:
+            plan.errors.append(DeliveryFailure(
+                ErrorCode.UPLOAD_FAILED, f"copy to {root} refused: {exc}"))
+            continue
         except DiskFullError as exc:
             plan.errors.append(DeliveryFailure(
                 ErrorCode.DISK_FULL, f"copy to {root} failed: {exc.strerror}"))
+            continue
+        except FileExistsError as exc:
+            plan.errors.append(DeliveryFailure(
+                ErrorCode.UPLOAD_FAILED,
+                f"copy to {root} refused: {exc.filename} exists and holds another recording "
+                "(not overwritten; choose another TargetName)"))
             continue
         except OSError as exc:
             plan.errors.append(DeliveryFailure(
@@ -222,11 +246,29 @@ def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySe
                 f"copy to {root} failed: {exc.strerror or exc} ({exc.__class__.__name__})"))
             continue
         if settings.output_url_base:
-            rel = final.relative_to(root).as_posix()
+            rel = final.relative_to(root.resolve()).as_posix()
             plan.file_url = f"{settings.output_url_base.rstrip('/')}/{rel}"
         else:
             plan.file_url = final.resolve().as_uri()
         done[mark] = plan.file_url
+
+
+def _copy_to(root: Path, sub: str, plan: _Plan, done: dict[str, Any]) -> tuple[Path, str]:
+    """Publish one video under root/sub without overwriting another task's files."""
+    if plan.video.muxer == "hls":
+        final_dir = contained(root, sub, plan.stem)
+        playlist = f"{plan.stem}.m3u8"
+        files = dict(hls_files(plan.video.path))
+        files[playlist] = plan.video.path
+        mark = f"fs:{final_dir}"
+        if mark not in done:
+            atomic_copy_tree(files, final_dir, root=root, replace=False, marker=playlist)
+        return final_dir / playlist, mark
+    final = contained(root, sub, f"{plan.stem}{_extension(plan.video)}")
+    mark = f"fs:{final}"
+    if mark not in done:
+        atomic_copy(plan.video.path, final, root=root, replace=False)
+    return final, mark
 
 
 def _to_vod(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,

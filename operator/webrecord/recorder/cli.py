@@ -191,6 +191,8 @@ def _human_bytes(n: float) -> str:
 def record_command(args: argparse.Namespace) -> int:
     if "WEBRECORD_LOG_LEVEL" not in os.environ:
         logging.getLogger().setLevel(logging.WARNING)  # the progress line is the interface here
+    # `record` runs on the user's own machine (the demo page is served on 127.0.0.1).
+    os.environ.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", "true")
     if not args.url and not args.demo:
         print("webrecord record: URL: is required (or use --demo)", file=sys.stderr)
         return 2

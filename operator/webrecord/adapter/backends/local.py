@@ -52,7 +52,7 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
-from webrecord.files import write_atomic
+from webrecord.files import contained, write_atomic, write_private
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ helpers
 
     def task_dir(self, task_id: str) -> Path:
-        return self.root / "tasks" / task_id
+        return contained(self.root / "tasks", task_id)
 
     def _owned(self, task_id: str, owner: str) -> TaskRow:
         row = self.store.get(task_id)
@@ -289,8 +289,7 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
         token_file = directory / "token"
-        token_file.write_text(secrets.token_urlsafe(32))
-        token_file.chmod(0o600)
+        write_private(token_file, secrets.token_urlsafe(32))
         command = list(self.settings.recorder_command) or [sys.executable, "-m", "webrecord.cli", "recorder"]
         command += [
             "--task", str(directory / "task.json"),
@@ -303,6 +302,10 @@ class LocalBackend(Backend):
         ]
         env = dict(os.environ)
         env.setdefault("WEBRECORD_OUTPUT_DIR", str(self.output_dir))
+        # The recorder judges RecordURL again (and its egress proxy every connection) with the
+        # address policy this server applied at Start.
+        env.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", str(self.settings.loopback_allowed()).lower())
+        env.setdefault("WEBRECORD_EGRESS_DENY_PRIVATE", str(self.settings.url_deny_private).lower())
         try:
             with open(directory / "recorder.log", "ab") as log_file:
                 proc = await asyncio.create_subprocess_exec(
