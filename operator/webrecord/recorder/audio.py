@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from webrecord.api.models import ErrorCode
+from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
 from webrecord.recorder import procs
 from webrecord.recorder.errors import RecorderError
@@ -50,15 +50,14 @@ class PulseAudio:
         }
 
     async def start(self) -> None:
-        env = dict(os.environ)
         # HOME/XDG dirs inside the runtime dir: works as root and as a user without a home.
-        env.update(
+        env = minimal_env(dict(
             HOME=str(self.runtime_dir),
             XDG_RUNTIME_DIR=str(self.runtime_dir),
             XDG_CONFIG_HOME=str(self.runtime_dir / "config"),
             PULSE_RUNTIME_PATH=str(self.runtime_dir),
             PULSE_STATE_PATH=str(self.runtime_dir / "state"),
-        )
+        ))
         argv = [
             self.settings.pulseaudio_path, "-n", "--daemonize=no", "--system=false",
             "--exit-idle-time=-1", "--use-pid-file=no", "--log-target=stderr",
@@ -108,7 +107,7 @@ class PulseAudio:
             proc = await procs.spawn(
                 [self.settings.ffmpeg_path, "-nostdin", "-v", "error", "-f", "pulse",
                  "-i", MONITOR, "-t", "0.05", "-f", "null", "-"],
-                env={**os.environ, **self.client_env()}, stdin=asyncio.subprocess.DEVNULL,
+                env=minimal_env(self.client_env()), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         except OSError:
             return

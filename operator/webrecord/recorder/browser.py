@@ -51,12 +51,24 @@ BASE_ARGS = [
 ]
 
 
+def proxy_args(proxy: str) -> list[str]:
+    """Every connection through the egress proxy, with no way around it."""
+    return [
+        f"--proxy-server={proxy}",
+        # Chromium sends loopback hosts around any proxy unless told not to.
+        "--proxy-bypass-list=<-loopback>",
+        # WebRTC may otherwise send UDP (STUN/TURN, media) straight from the host.
+        "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    ]
+
+
 class Browser:
     """One Playwright driver for the session; Chromium may be (re)launched several times."""
 
     def __init__(self, settings: RecorderSettings, width: int, height: int, env: dict[str, str],
                  profile_dir: Path, on_hook: Callable[[str], Any],
-                 on_crash: Callable[[str], None]) -> None:
+                 on_crash: Callable[[str], None], proxy: str | None = None) -> None:
         self.settings = settings
         self.width = width
         self.height = height
@@ -64,6 +76,7 @@ class Browser:
         self.profile_dir = profile_dir
         self.on_hook = on_hook
         self.on_crash = on_crash
+        self.proxy = proxy  # socks5://127.0.0.1:PORT of the egress proxy, or None
         self._pw: Playwright | None = None
         self.context: BrowserContext | None = None
         self.page: Page | None = None
@@ -80,6 +93,8 @@ class Browser:
         args = [*BASE_ARGS, f"--window-size={self.width},{self.height}", *self.settings.chromium_args]
         if not self._sandbox():
             args.append("--no-sandbox")
+        if self.proxy:
+            args += proxy_args(self.proxy)
         return args
 
     async def launch(self, url: str) -> None:

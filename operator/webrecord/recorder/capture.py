@@ -1,5 +1,7 @@
-"""One ffmpeg process per segment: the display (x11grab) and the sink monitor (pulse) encoded to
-H.264/AAC in MPEG-TS. TS because a segment stays readable when its process dies mid-write."""
+"""One ffmpeg process per recording interval: the display (x11grab) and the sink monitor (pulse)
+encoded to H.264/AAC and cut into MPEG-TS segments on a timer (the segment muxer, at keyframes).
+TS because a segment stays readable when its process dies mid-write; one process for all the
+segments of an interval because a new process per segment would leave a gap at each cut."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import asyncio
 import collections
 import logging
 import os
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
 from webrecord.recorder import procs
 from webrecord.recorder.audio import MONITOR
@@ -18,14 +23,24 @@ from webrecord.recorder.settings import RecorderSettings
 log = logging.getLogger(__name__)
 
 _DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota exceeded")
+# The segment muxer logs (level info) each file it opens; the previous one is complete by then.
+_OPENING = re.compile(r"Opening '(.+)' for writing")
+
+
+def segment_name(index: int) -> str:
+    return f"seg_{index:04d}.ts"
 
 
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
-                out: Path, epoch: float) -> list[str]:
+                seg_dir: Path, first_index: int, epoch: float) -> list[str]:
     """Both grabbers stamp packets with the wall clock. ffmpeg would shift each input to start
     at zero on its own, which puts the audio early by however long the pulse input took to
     deliver its first packet; -copyts keeps the common clock and -itsoffset -epoch makes the
-    numbers small (epoch: a wall-clock time shortly before this process starts)."""
+    numbers small (epoch: the task's, shared by every recorder of the task, so timestamps of
+    all its segments are on one clock and packaging can join the cuts without a seam).
+
+    Segments are cut when the wall clock passes a multiple of `segment_seconds` (at the next
+    keyframe): the muxer's own timer counts from timestamp 0, which -copyts moved away."""
     fps = settings.fps
     preset = settings.x264_preset
     if width * height > settings.large_frame_pixels:
@@ -63,24 +78,35 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         "-crf", str(settings.x264_crf),
         "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
         "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(settings.audio_rate),
-        # Write every packet at once: a killed process then leaves everything it encoded.
-        "-flush_packets", "1", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(out),
+        # Write every packet at once: a killed process then leaves everything it encoded
+        # (+flush_packets reaches the segment muxer's inner mpegts muxer too).
+        "-flush_packets", "1", "-fflags", "+flush_packets", "-muxdelay", "0", "-muxpreload", "0",
+        "-f", "segment", "-segment_format", "mpegts",
+        "-segment_time", f"{settings.segment_seconds:g}", "-segment_atclocktime", "1",
+        "-segment_start_number", str(first_index), "-reset_timestamps", "0",
+        str(seg_dir / "seg_%04d.ts"),
     ]
     return argv
 
 
 class Capture:
-    """One segment being recorded. `exited` resolves when ffmpeg ends, for any reason."""
+    """One recording interval: its segments seg_<index>.ts, seg_<index+1>.ts, ... in `seg_dir`.
+    `on_closed(path)` is called (in the loop) for each segment ffmpeg finished while it runs;
+    the last one is complete only after stop(). `exited` resolves when ffmpeg ends."""
 
     def __init__(self, settings: RecorderSettings, display: str, width: int, height: int,
-                 env: dict[str, str], path: Path, index: int) -> None:
+                 env: dict[str, str], seg_dir: Path, index: int, epoch: float,
+                 on_closed: Callable[[Path], None] | None = None) -> None:
         self.settings = settings
         self.display = display
         self.width = width
         self.height = height
         self.env = env
-        self.path = path
+        self.seg_dir = seg_dir
+        self.path = seg_dir / segment_name(index)  # the first segment
+        self.paths: list[Path] = []  # every segment ffmpeg opened, in order
         self.index = index
+        self.on_closed = on_closed
         self.proc: asyncio.subprocess.Process | None = None
         self.started = 0.0  # monotonic
         self.ended: float | None = None
@@ -89,13 +115,17 @@ class Capture:
         self.exited: asyncio.Future[int] | None = None
         self.ready: asyncio.Future[bool] | None = None  # True once frames flow, False if it died
         self.spawned = 0.0
-        self.epoch = 0.0  # wall clock that timestamp 0 in the segment stands for
+        self.epoch = epoch  # wall clock that timestamp 0 in the segments stands for
         self.spawn_wall = 0.0
 
+    @property
+    def next_index(self) -> int:
+        """The first segment number after this interval's."""
+        return self.index + max(1, len(self.paths))
+
     async def start(self) -> None:
-        self.epoch = time.time() - 1.0
-        argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.path,
-                           epoch=self.epoch)
+        argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.seg_dir,
+                           self.index, epoch=self.epoch)
         self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
                                       stdout=asyncio.subprocess.DEVNULL,
                                       stderr=asyncio.subprocess.PIPE)
@@ -119,6 +149,9 @@ class Capture:
                 continue
             if "not enough frames to estimate rate" in line:
                 continue  # expected without probing
+            if opened := _OPENING.search(line):
+                self._opened(Path(opened.group(1)))
+                continue
             if line and (line.startswith("[") or "rror" in line or "No space" in line
                          or "arning" in line or "too large" in line):
                 self.stderr_tail.append(line)
@@ -132,6 +165,20 @@ class Capture:
                   stderr=" | ".join(list(self.stderr_tail)[-5:]))
         if self.exited is not None and not self.exited.done():
             self.exited.set_result(code)
+
+    def _opened(self, path: Path) -> None:
+        if self.paths and self.on_closed is not None:
+            try:
+                self.on_closed(self.paths[-1])
+            except Exception:  # noqa: BLE001 - a failed copy must not stop the capture
+                log.exception("segment close handler failed")
+        self.paths.append(path)
+        if len(self.paths) > 1:
+            event(log, "segment rotated", index=self.index + len(self.paths) - 1, path=str(path))
+
+    @property
+    def last_path(self) -> Path | None:
+        return self.paths[-1] if self.paths else None
 
     @property
     def running(self) -> bool:
@@ -165,7 +212,7 @@ class Capture:
             self.settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
             "-read_intervals", "%+#1", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
             str(self.path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
+            stderr=asyncio.subprocess.DEVNULL, env=minimal_env())
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), 10)
             first = float(out.decode().split()[0].strip(","))
@@ -186,10 +233,13 @@ class Capture:
         return (self.ended or time.monotonic()) - self.started
 
     def size(self) -> int:
-        try:
-            return os.path.getsize(self.path)
-        except OSError:
-            return 0
+        total = 0
+        for path in self.paths or [self.path]:
+            try:
+                total += os.path.getsize(path)
+            except OSError:
+                pass
+        return total
 
     def error_text(self) -> str:
         lines = [line for line in self.stderr_tail if line.strip()]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webrecord.api.models import ErrorCode
+from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
 from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.settings import RecorderSettings
@@ -37,7 +38,8 @@ class Packaged:
 async def _run(argv: list[str], timeout: float = 600) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE,
+                                                env=minimal_env())
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except (asyncio.TimeoutError, TimeoutError):

@@ -14,6 +14,8 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+from webrecord.egress.childenv import minimal_env
+
 _PR_SET_PDEATHSIG = 1
 
 try:
@@ -34,7 +36,9 @@ def _child_setup() -> None:
 
 
 async def spawn(argv: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Process:
-    """Start argv in a new session (its own process group) that dies with us."""
+    """Start argv in a new session (its own process group) that dies with us. Without an
+    `env` the child gets the minimal one (never the recorder's secrets)."""
+    kwargs.setdefault("env", minimal_env())
     return await asyncio.create_subprocess_exec(*argv, preexec_fn=_child_setup, **kwargs)
 
 
