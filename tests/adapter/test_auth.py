@@ -135,7 +135,7 @@ def test_verify_refusals_on_the_vector() -> None:
         ('hmac id="AKIDalice", algorithm="hmac-sha1"', "AuthFailure.MalformedAuthorization"),
         ('hmac id="AKIDalice" algorithm', "AuthFailure.MalformedAuthorization"),
         ('hmac id="AKIDalice", algorithm="hmac-sha1", headers="source", signature="x"', "AuthFailure.DateMissing"),
-        ('hmac id="nobody", algorithm="hmac-sha1", headers="x-date", signature="x"', "AuthFailure.InvalidApiAppKey"),
+        ('hmac id="nobody", algorithm="hmac-sha1", headers="x-date", signature="x"', "AuthFailure.SignatureFailure"),
     ],
 )
 def test_malformed_authorization(header: str, code: str) -> None:
@@ -167,7 +167,7 @@ def test_http_refusals(signed_server: LiveServer) -> None:
         "wrong secret": (_signed(signed_server, body, secret="wrong"), "AuthFailure.SignatureFailure"),
         "stale": (_signed(signed_server, body, at=time.time() - 16 * 60), "AuthFailure.DateExpired"),
         "future": (_signed(signed_server, body, at=time.time() + 16 * 60), "AuthFailure.DateExpired"),
-        "unknown key": (auth.sign_headers("AKIDmallory", "x", body), "AuthFailure.InvalidApiAppKey"),
+        "unknown key": (auth.sign_headers("AKIDmallory", "x", body), "AuthFailure.SignatureFailure"),
     }
     for name, (headers, code) in cases.items():
         reply = signed_server.post_raw(body, headers)

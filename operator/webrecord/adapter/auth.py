@@ -39,6 +39,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -145,32 +146,51 @@ def load_keys(file: Path | None = None, directory: Path | None = None) -> dict[s
     """ApiAppKey -> ApiAppSecret from a YAML/JSON file and/or a mounted secret directory.
 
     File forms: `{"KEY": "SECRET", ...}`, `{"keys": [{"key": K, "secret": S}]}` or a list of
-    `{"key", "secret"}`. Directory: one file per key (file name = key, content = secret), as a
-    Kubernetes Secret mounted as a volume looks; dotfiles (`..data`) are skipped.
+    `{"key", "secret"}` (each entry may also name its `buckets`: see `load_key_buckets`).
+    Directory: one file per key (file name = key, content = secret), as a Kubernetes Secret
+    mounted as a volume looks; dotfiles (`..data`) are skipped.
     """
     keys: dict[str, str] = {}
     if file is not None:
-        text = Path(file).read_text()
-        data = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
-        if isinstance(data, dict) and "keys" in data:
-            data = data["keys"]
-        if isinstance(data, dict):
-            items = list(data.items())
-        elif isinstance(data, list):
-            items = [(d["key"], d["secret"]) for d in data]
-        else:
-            raise ValueError(f"{file}: expected a mapping or a list of {{key, secret}}")
-        for key, secret in items:
-            keys[str(key)] = str(secret)
+        for entry in _key_entries(file):
+            keys[str(entry["key"])] = str(entry["secret"])
     if directory is not None:
-        for entry in sorted(Path(directory).iterdir()):
-            if entry.name.startswith(".") or not entry.is_file():
+        for path in sorted(Path(directory).iterdir()):
+            if path.name.startswith(".") or not path.is_file():
                 continue
-            keys[entry.name] = entry.read_text().strip()
+            keys[path.name] = path.read_text().strip()
     for key, secret in keys.items():
         if not key or not secret:
             raise ValueError("an ApiAppKey or ApiAppSecret is empty")
     return keys
+
+
+def load_key_buckets(file: Path | None) -> dict[str, frozenset[str]]:
+    """ApiAppKey -> the buckets its Starts may name in Output.Cos.Bucket, for the keys whose
+    entry lists `buckets` (`[{key, secret, buckets: [b1, b2]}]`); other keys get the
+    adapter-wide `allowed_buckets`."""
+    rules: dict[str, frozenset[str]] = {}
+    for entry in _key_entries(file) if file is not None else []:
+        buckets = entry.get("buckets")
+        if buckets is None:
+            continue
+        if not isinstance(buckets, list) or not all(isinstance(b, str) for b in buckets):
+            raise ValueError(f"{file}: buckets of key {entry['key']!r} must be a list of names")
+        rules[str(entry["key"])] = frozenset(buckets)
+    return rules
+
+
+def _key_entries(file: Path) -> list[dict]:
+    text = Path(file).read_text()
+    data = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+    if isinstance(data, dict) and "keys" in data:
+        data = data["keys"]
+    if isinstance(data, dict):
+        return [{"key": key, "secret": secret} for key, secret in data.items()]
+    if isinstance(data, list) and all(isinstance(d, dict) and "key" in d and "secret" in d
+                                      for d in data):
+        return data
+    raise ValueError(f"{file}: expected a mapping or a list of {{key, secret}}")
 
 
 # ---------------------------------------------------------------- server side
@@ -212,6 +232,8 @@ class Authenticator:
         replay_cache_size: int = 200_000,
     ) -> None:
         self.keys = dict(keys)
+        # Signs for unknown keys, so they cost what a known key costs and fail the same way.
+        self._decoy = secrets.token_urlsafe(32)
         self.max_skew = max_skew
         self.require_content_md5 = require_content_md5
         self.replay = ReplayCache(replay_cache_size)
@@ -250,12 +272,12 @@ class Authenticator:
                 AdapterErrorCode.AUTH_DATE_EXPIRED,
                 f"X-Date: more than {self.max_skew // 60} minutes from the server time",
             )
+        # An unknown key and a wrong signature get the same code and message (no key
+        # enumeration): the decoy secret never matches.
         secret = self.keys.get(params["id"])
-        if secret is None:
-            raise ApiError(AdapterErrorCode.AUTH_UNKNOWN_KEY, "Authorization.id: unknown ApiAppKey")
-        expected = sign(secret, signing_string(req, names), algorithm)
+        expected = sign(secret or self._decoy, signing_string(req, names), algorithm)
         sent = _raw(params["signature"])
-        if not hmac.compare_digest(expected.encode(), sent):
+        if not hmac.compare_digest(expected.encode(), sent) or secret is None:
             raise ApiError(
                 AdapterErrorCode.AUTH_SIGNATURE,
                 "Authorization.signature: does not match the request (check the signing string "

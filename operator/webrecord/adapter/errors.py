@@ -24,7 +24,6 @@ class AdapterErrorCode(str, enum.Enum):
     AUTH_MISSING = "AuthFailure.SignatureMissing"
     AUTH_MALFORMED = "AuthFailure.MalformedAuthorization"
     AUTH_ALGORITHM = "AuthFailure.UnsupportedAlgorithm"
-    AUTH_UNKNOWN_KEY = "AuthFailure.InvalidApiAppKey"
     AUTH_SIGNATURE = "AuthFailure.SignatureFailure"
     AUTH_DATE_MISSING = "AuthFailure.DateMissing"
     AUTH_DATE_EXPIRED = "AuthFailure.DateExpired"

@@ -27,7 +27,13 @@ from aiohttp.web_protocol import RequestHandler
 
 from webrecord import logs
 from webrecord.adapter import protocol_models as pm
-from webrecord.adapter.auth import Authenticator, SignedRequest, Verified, load_keys
+from webrecord.adapter.auth import (
+    Authenticator,
+    SignedRequest,
+    Verified,
+    load_key_buckets,
+    load_keys,
+)
 from webrecord.adapter.backends.base import (
     ANONYMOUS_OWNER,
     ActionNotAllowed,
@@ -86,6 +92,7 @@ class ActionHandler:
         self.backend = backend
         self.auth = authenticator
         self.urls = url_policy
+        self.buckets = BucketRules(settings)
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id: str = request[REQUEST_ID]
@@ -159,6 +166,8 @@ class ActionHandler:
 
     async def _start(self, data: pm.StartData, owner: str) -> dict[str, Any]:
         spec = pm.to_spec(data)
+        if spec.output.cos and spec.output.cos.bucket:
+            self.buckets.check(owner, spec.output.cos.bucket)
         await self.urls.check("Data.RecordURL", spec.record_url)
         if spec.callback_url:
             await self.urls.check("Data.CallbackURL", spec.callback_url)
@@ -166,6 +175,23 @@ class ActionHandler:
         await self.backend.start(task, owner)
         logs.event(log, "task created", task_id=task.task_id, owner=owner)
         return {"TaskID": task.task_id}
+
+
+class BucketRules:
+    """Which buckets each ApiAppKey may aim Output.Cos.Bucket at (see the adapter README)."""
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        self.default = frozenset(settings.allowed_buckets) or None  # None: any bucket
+        self.per_key = load_key_buckets(settings.auth_keys_file) if settings.auth_enabled else {}
+
+    def check(self, owner: str, bucket: str) -> None:
+        allowed = self.per_key.get(owner, self.default)
+        if allowed is not None and bucket not in allowed:
+            raise ApiError(
+                AdapterErrorCode.INVALID_PARAM,
+                f"Data.Output.Cos.Bucket: {bucket[:64]!r} is not among the buckets allowed "
+                "for this ApiAppKey",
+            )
 
 
 def _json(body: dict[str, Any], status: int, request_id: str) -> web.Response:

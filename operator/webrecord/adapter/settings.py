@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from webrecord.envlist import split_list
 
 
 class AdapterSettings(BaseSettings):
@@ -42,6 +44,15 @@ class AdapterSettings(BaseSettings):
     url_allow_loopback: bool | None = None
     url_deny_private: bool = False
     url_resolve_timeout_seconds: float = Field(2.0, gt=0)
+
+    # Buckets a Start may name in Output.Cos.Bucket, for keys whose entry in the keys file
+    # lists no `buckets` of its own (and for --no-auth). Empty: any bucket.
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
 
     # Local backend.
     state_dir: Path = Path("./webrecord-state")

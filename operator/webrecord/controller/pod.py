@@ -67,6 +67,15 @@ def recording_task(owner: dict[str, Any], create_time: int | None) -> RecordingT
     return RecordingTask(task_id=owner["metadata"]["name"], spec=spec, create_time=create_time)
 
 
+def bucket_refusal(spec: RecordingSpec, settings: OperatorSettings) -> str | None:
+    """Why this install may not write to the task's bucket (None when it may)."""
+    bucket = spec.output.cos.bucket if spec.output.cos else None
+    if bucket and settings.allowed_buckets and bucket not in settings.allowed_buckets:
+        return (f"spec.output.cos.bucket: {bucket[:64]!r} is not among this install's allowed "
+                "buckets (WEBRECORD_OPERATOR_ALLOWED_BUCKETS)")
+    return None
+
+
 def paths(settings: OperatorSettings) -> dict[str, str]:
     root = settings.mount_root.rstrip("/")
     return {

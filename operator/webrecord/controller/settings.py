@@ -5,8 +5,12 @@ The chart sets these from its values; tests set them to short timeouts and temp 
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from webrecord.envlist import split_list
 
 
 class OperatorSettings(BaseSettings):
@@ -44,6 +48,15 @@ class OperatorSettings(BaseSettings):
     shm_per_mpixel_mi: int = Field(128, ge=0)
     cpu_limit_factor: float = Field(2.0, ge=1.0)
     memory_limit_factor: float = Field(1.5, ge=1.0)
+
+    # Buckets a WebRecording may name in spec.output.cos.bucket; empty: any bucket the
+    # storage credentials reach. A JSON list or "a,b" (the chart's value sets it).
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
 
     max_concurrent: int = Field(
         0, ge=0, description="Recorder pods at once per operator; more wait queued. 0: no limit"

@@ -40,10 +40,13 @@ async def create_recorder(
     try:
         task = podlib.recording_task(body, create_time)
         pod = podlib.build_pod(body, rt.settings)
+        refusal = podlib.bucket_refusal(task.spec, rt.settings)
     except ValidationError as err:
         # The schema already holds most rules; this is what only pydantic knows.
+        refusal = _invalid(err)
+    if refusal is not None:
         changes = st.finish({**current, "createTime": create_time}, ErrorCode.INVALID_PARAM,
-                            _invalid(err), now)
+                            refusal, now)
         changes["createTime"] = create_time
         apply(patch, changes)
         kopf.warn(body, reason="InvalidParam", message=changes["message"])
