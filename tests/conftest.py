@@ -13,8 +13,9 @@ import pytest
 
 PAGES_DIR = Path(__file__).parent / "pages"
 
-# The real Kubernetes control plane (control_plane, k8s_namespace fixtures): tests/controlplane/.
-pytest_plugins = ["controlplane.plugin"]
+# The real Kubernetes control plane (control_plane, k8s_namespace fixtures): tests/controlplane/;
+# a real one-node cluster that runs pods (node_cluster fixture): tests/node/.
+pytest_plugins = ["controlplane.plugin", "node.plugin"]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
