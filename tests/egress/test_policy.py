@@ -12,7 +12,7 @@ ALWAYS_REFUSED = [
     "fe80::1", "0.0.0.0", "0.1.2.3", "::", "224.0.0.1", "ff02::1", "240.0.0.1",
     "255.255.255.255",
     # IPv6 forms that carry a refused IPv4 address
-    "::ffff:169.254.169.254", "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::7f00:1",
+    "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b:1::7f00:1",
     "2002:a9fe:a9fe::1", "::127.0.0.1",
 ]
 
@@ -60,3 +60,10 @@ async def test_names_are_judged_by_every_address() -> None:
         await judged_addresses("no-such-host.invalid", policy)
     loopback_ok = EgressPolicy(EgressSettings(allow_loopback=True))
     assert [str(a) for a in await judged_addresses("127.0.0.1", loopback_ok)] == ["127.0.0.1"]
+
+
+def test_mapped_addresses_are_their_ipv4_address() -> None:
+    policy = EgressPolicy(EgressSettings())
+    assert policy.refusal("::ffff:127.0.0.2") == "a loopback address (as 127.0.0.2)"
+    assert policy.allowed("::ffff:93.184.215.14")
+    assert policy.refusal("64:ff9b::7f00:2") == "a loopback address (as 127.0.0.2)"

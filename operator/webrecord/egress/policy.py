@@ -135,12 +135,13 @@ class EgressPolicy:
                 return "not an IP address"
             address = parsed
         inner = embedded_ipv4(address)
-        reason = self._judge(address)
-        if inner is not None and reason is None:
+        if inner is not None:
             reason = self._judge(inner)
             if reason is not None:
-                reason = f"{reason} (as {inner})"
-        return reason
+                return f"{reason} (as {inner})"
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                return None  # ::ffff:a.b.c.d is a.b.c.d on the wire, nothing more
+        return self._judge(address)
 
     def allowed(self, address: IPAddress | str) -> bool:
         return self.refusal(address) is None

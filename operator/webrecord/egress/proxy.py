@@ -140,7 +140,7 @@ class EgressProxy:
 
     def _refused(self, host: str, port: int, exc: EgressRefused) -> None:
         self.stats.refused += 1
-        self.stats.refusals = [*self.stats.refusals[-19:], f"{host}:{port}: {exc.reason}"]
+        self.stats.refusals = [*self.stats.refusals[-49:], f"{host}:{port}: {exc.reason}"]
         event(log, "egress refused", logging.WARNING, host=host[:255], port=port,
               address=str(exc.address) if exc.address else None, reason=exc.reason)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -18,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus, RecordingTask, Result
+from webrecord.egress.childenv import minimal_env
+from webrecord.egress.policy import EgressPolicy, EgressSettings
+from webrecord.egress.proxy import EgressProxy
 from webrecord.logs import event, now
 from webrecord.recorder.audio import PulseAudio
 from webrecord.recorder.browser import Browser
@@ -49,7 +51,8 @@ class Session:
                  on_status: Callable[[RecorderStatus], Any] | None = None,
                  output: Path | None = None,
                  manual_start_timeout: float | None = None,
-                 on_segment: Callable[[Path], Any] | None = None) -> None:
+                 on_segment: Callable[[Path], Any] | None = None,
+                 egress: EgressSettings | None = None) -> None:
         self.task = task
         self.spec = task.spec
         self.settings = settings or RecorderSettings()
@@ -72,6 +75,8 @@ class Session:
         self.display: Display | None = None
         self.audio: PulseAudio | None = None
         self.browser: Browser | None = None
+        self.egress_settings = egress or EgressSettings()
+        self.egress: EgressProxy | None = None  # every Chromium connection goes through it
         self._queue: asyncio.Queue[tuple[str, Any, asyncio.Future | None, int | None]] = asyncio.Queue()
         self._canceled = False
         self._paused_since = 0.0
@@ -211,10 +216,14 @@ class Session:
         self.display = Display(self.spec.width, self.spec.height, self.settings, self.log_dir)
         self.audio = PulseAudio(self.settings, self.log_dir)
         await asyncio.gather(self.display.start(), self.audio.start())
+        if self.egress_settings.enabled:
+            self.egress = EgressProxy(EgressPolicy(self.egress_settings))
+            await self.egress.start()
         self.browser = Browser(
             self.settings, self.spec.width, self.spec.height, self._browser_env(),
             self.work_dir / "profile", on_hook=self._hook,
             on_crash=lambda what: self._crash(what, self.browser.launches if self.browser else 0),
+            proxy=self.egress.url if self.egress is not None else None,
         )
         await asyncio.gather(self.browser.launch(self.spec.record_url), self.audio.warm_up())
         if self.spec.manual_start:
@@ -223,12 +232,10 @@ class Session:
             await self._start_recording()
 
     def _browser_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("WAYLAND_DISPLAY", None)
+        """Chromium's and ffmpeg's environment: the display and the sound server, nothing of
+        the recorder's own (no storage keys, no callback secret)."""
         assert self.display is not None and self.audio is not None
-        env["DISPLAY"] = self.display.name
-        env.update(self.audio.client_env())
-        return env
+        return minimal_env({"DISPLAY": self.display.name, **self.audio.client_env()})
 
     async def _start_recording(self) -> None:
         await self._open_segment()
@@ -413,6 +420,9 @@ class Session:
         browser, self.browser = self.browser, None
         if browser is not None:
             await browser.close()
+        egress, self.egress = self.egress, None
+        if egress is not None:
+            await egress.close()
         audio, self.audio = self.audio, None
         display, self.display = self.display, None
         await asyncio.gather(*(p.stop() for p in (audio, display) if p is not None),
