@@ -67,7 +67,8 @@ class HitServer:
 
 
 class PageServer:
-    """The allowed origin. `pages` maps a path to HTML; `/redirect?to=URL` answers 302 to URL;
+    """The allowed origin. `pages` maps a path to HTML; `/redirect?to=URL[&code=307]` answers
+    a redirect (302 unless told) to URL; GET and POST alike;
     every response closes its connection (so each request is a new connection through the
     proxy). `on_request(path)` runs before each answer."""
 
@@ -88,11 +89,16 @@ class PageServer:
                 if on_request is not None:
                     on_request(url.path)
                 if url.path == "/redirect":
-                    self._send(302, b"", location=parse_qs(url.query)["to"][0])
+                    query = parse_qs(url.query)
+                    self._send(int(query.get("code", ["302"])[0]), b"", location=query["to"][0])
                 elif url.path in pages:
                     self._send(200, pages[url.path].encode(), ctype="text/html")
                 else:
                     self._send(200, b"ok")
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
 
             def _send(self, code: int, body: bytes, ctype: str = "text/plain",
                       location: str | None = None) -> None:

@@ -50,7 +50,9 @@ def start_operator(
 
     def start(args: list[str] | None = None, kubeconfig: Path | None = None,
               **env: str) -> OperatorProcess:
-        full = {**kube.cp.env, **FAST, **env, "WEBRECORD_LOG_LEVEL": "INFO"}
+        # The callback receiver is on loopback, which the egress policy refuses unless told.
+        full = {**kube.cp.env, **FAST, "WEBRECORD_EGRESS_ALLOW_LOOPBACK": "true", **env,
+                "WEBRECORD_LOG_LEVEL": "INFO"}
         if kubeconfig:
             full["KUBECONFIG"] = str(kubeconfig)
         op = OperatorProcess(full, args or ["--standalone", "--namespace", kube.ns],

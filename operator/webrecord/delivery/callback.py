@@ -7,6 +7,11 @@ Signature (when WEBRECORD_CALLBACK_SECRET or _FILE is set), for receivers to ver
 
 The timestamp is inside the signed string so a captured request cannot be replayed later
 with a fresh timestamp. `verify_signature()` below is the reference check for receivers.
+
+Where it may go: the host is judged by the egress address policy (`webrecord.egress`, settings
+WEBRECORD_EGRESS_*) and the request connects to the address that was judged; redirects are
+never followed (a 3xx is a failed callback), so neither a redirect nor a changed DNS answer can
+send the signed body somewhere the policy refuses.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import aiohttp
+from yarl import URL
 
 from webrecord import __version__
+from webrecord.egress.policy import EgressPolicy, EgressSettings
+from webrecord.egress.resolver import RefusedByPolicy, policy_connector
 from webrecord.logs import event
 from webrecord.storage.settings import DeliverySettings
 
@@ -82,18 +90,38 @@ def _backoff(settings: DeliverySettings, attempt: int) -> float:
     return base / 2 + random.uniform(0, base / 2)
 
 
+def _refused(url: str, policy: EgressPolicy) -> str | None:
+    # The resolver judges names at connect time; literal addresses never reach it.
+    try:
+        host = URL(url).host or ""
+    except ValueError:
+        return f"{url} is not a valid URL"
+    reason = policy.host_refusal(host)
+    return f"{url}: {host} is refused: {reason}" if reason else None
+
+
 async def send_callback(
-    url: str, body: dict[str, Any], settings: DeliverySettings | None = None
+    url: str, body: dict[str, Any], settings: DeliverySettings | None = None,
+    egress: EgressSettings | None = None,
 ) -> CallbackOutcome:
-    """POST `body` as JSON to `url`; any 2xx is success. Never raises for network faults."""
+    """POST `body` as JSON to `url`; any 2xx is success. Never raises for network faults.
+    A host the egress policy refuses, or a redirect, fails at once (no retries)."""
     settings = settings or DeliverySettings()
+    policy = EgressPolicy(egress or EgressSettings())
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     secret = settings.callback_key()
     outcome = CallbackOutcome(ok=False, attempts=0)
+    refused = _refused(url, policy)
+    if refused:
+        outcome.error = refused
+        outcome.errors.append(refused)
+        event(log, "callback refused", logging.WARNING, url=url, error=refused)
+        return outcome
     timeout = aiohttp.ClientTimeout(total=settings.callback_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, connector=policy_connector(policy)) as session:
         for attempt in range(1, settings.callback_attempts + 1):
             outcome.attempts = attempt
+            final = False  # a refusal or a redirect will not change on a retry
             headers = {
                 "Content-Type": "application/json",
                 "User-Agent": f"webrecord/{__version__}",
@@ -103,7 +131,8 @@ async def send_callback(
                 headers[TIMESTAMP_HEADER] = stamp
                 headers[SIGNATURE_HEADER] = sign(secret, stamp, raw)
             try:
-                async with session.post(url, data=raw, headers=headers) as resp:
+                async with session.post(url, data=raw, headers=headers,
+                                        allow_redirects=False) as resp:
                     outcome.status = resp.status
                     await resp.read()
                     if 200 <= resp.status < 300:
@@ -113,9 +142,18 @@ async def send_callback(
                               http_status=resp.status)
                         return outcome
                     error = f"HTTP {resp.status} from {url}"
+                    if 300 <= resp.status < 400:
+                        error += " (redirects are not followed)"
+                        final = True
             except asyncio.TimeoutError:
                 outcome.status = None
                 error = f"no answer from {url} within {settings.callback_timeout_s:g} s"
+            except aiohttp.ClientConnectorError as exc:
+                outcome.status = None
+                if isinstance(exc.os_error, RefusedByPolicy):
+                    error, final = f"{url}: {exc.os_error}", True
+                else:
+                    error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
             except aiohttp.ClientError as exc:
                 outcome.status = None
                 error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
@@ -123,6 +161,8 @@ async def send_callback(
             outcome.errors.append(error)
             event(log, "callback try failed", logging.WARNING, url=url, attempt=attempt,
                   error=error)
+            if final:
+                break
             if attempt < settings.callback_attempts:
                 await asyncio.sleep(_backoff(settings, attempt))
     return outcome

@@ -83,6 +83,10 @@ async def judged_addresses(host: str, policy: EgressPolicy) -> list[IPAddress]:
     return addresses
 
 
+class RefusedByPolicy(OSError):
+    """What PolicyResolver raises: aiohttp wraps it in ClientConnectorDNSError.os_error."""
+
+
 class PolicyResolver(AbstractResolver):
     """aiohttp resolver that answers only with judged addresses, so an aiohttp client connects
     to exactly what the policy allowed (each redirect hop is resolved through it again)."""
@@ -96,7 +100,7 @@ class PolicyResolver(AbstractResolver):
             addresses = await judged_addresses(host, self.policy)
         except EgressRefused as exc:
             # aiohttp turns an OSError from the resolver into ClientConnectorDNSError.
-            raise OSError(str(exc)) from exc
+            raise RefusedByPolicy(str(exc)) from exc
         return [
             ResolveResult(hostname=host, host=str(a), port=port,
                           family=socket.AF_INET6 if a.version == 6 else socket.AF_INET,
@@ -109,6 +113,7 @@ class PolicyResolver(AbstractResolver):
 
 
 def policy_connector(policy: EgressPolicy, **kwargs: Any) -> aiohttp.TCPConnector:
-    """A connector whose every connection (first request and each redirect) is judged."""
+    """A connector whose every connection to a NAME is judged and pinned. aiohttp never asks a
+    resolver about a literal address: judge those with `policy.host_refusal()` first."""
     # use_dns_cache=False: a cached answer would skip the judgement of a later request.
     return aiohttp.TCPConnector(resolver=PolicyResolver(policy), use_dns_cache=False, **kwargs)
