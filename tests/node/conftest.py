@@ -20,7 +20,7 @@ import yaml
 from delivery.moto_server import start_moto, stop_process
 from node.flows import (
     BUCKET, CHART, CallbackReceiver, Kube, Release, chart_values, dump_namespace, host_for_pods,
-    page_server_manifests, pull_policy, restricted_namespace, s3_client,
+    page_server_manifests, pull_policy, s3_client,
 )
 
 
@@ -39,7 +39,7 @@ def s3_on_node(node_cluster: Any) -> Iterator[str]:
 def release(node_cluster: Any, helm: str, s3_on_node: str) -> Iterator[Release]:
     """charts/webrecord installed (`helm install --wait`) into a restricted namespace, plus the
     page server. Uninstalled after the module unless a test already did."""
-    ns = restricted_namespace(node_cluster, "wr-node")
+    ns = node_cluster.create_namespace("wr-node")
     callbacks = CallbackReceiver(host=host_for_pods(node_cluster))
     callback_secret, app_secret = secrets.token_hex(16), secrets.token_hex(16)
     values = Path(tempfile.mkdtemp(prefix="wr-node-values-")) / "values.yaml"

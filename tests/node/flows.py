@@ -7,12 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 TESTS = Path(__file__).resolve().parents[1]
 # tests/operator is a folder of modules, not a package: its helpers are imported by name.
@@ -62,18 +60,6 @@ def host_for_pods(cluster: Any) -> str:
     return os.environ.get("WEBRECORD_NODE_HOST_ADDRESS") or cluster.node_ip
 
 
-def restricted_namespace(cluster: Any, prefix: str) -> str:
-    """A namespace where the API server refuses any pod below the restricted PSA level."""
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest"}},
-    }))
-    return name
-
-
 def hardened(container: dict[str, Any]) -> dict[str, Any]:
     """The restricted level's container settings (the page server must pass admission too)."""
     return {**container, "securityContext": {
@@ -82,9 +68,12 @@ def hardened(container: dict[str, Any]) -> dict[str, Any]:
         "seccompProfile": {"type": "RuntimeDefault"}}}
 
 
-def page_server_manifests(image: str, pull_policy: str) -> list[dict[str, Any]]:
-    """tests/pages served from a pod (the recorder image's python3) behind a Service `pages`."""
-    pages = {name: (TESTS / "pages" / name).read_text() for name in PAGES}
+def page_server_manifests(image: str, pull_policy: str,
+                          pages: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Pages (default: tests/pages) served from a pod (the recorder image's python3) behind a
+    Service `pages`, port 8000."""
+    if pages is None:
+        pages = {name: (TESTS / "pages" / name).read_text() for name in PAGES}
     container = hardened({
         "name": "http", "image": image, "imagePullPolicy": pull_policy,
         "command": ["python3", "-m", "http.server", "8000", "--directory", "/pages"],
