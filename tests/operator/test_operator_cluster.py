@@ -87,8 +87,9 @@ def test_pod_that_never_starts_ends_with_recorder_lost_and_a_callback(
     assert {"RecorderLost", "PhaseFinished"} <= reasons
 
 
-def test_evicted_pod_ends_with_recorder_lost(kube: Kube, start_operator: Any) -> None:
-    start_operator()
+def test_evicted_pod_ends_with_recorder_lost_when_no_restarts_are_left(
+        kube: Kube, start_operator: Any) -> None:
+    start_operator(WEBRECORD_OPERATOR_MAX_RESTARTS="0")
     kube.apply(recording("evicted"))
     wait_for(lambda: kube.get("pod", "evicted-recorder"), 30, "the pod")
     kube.set_pod_status("evicted-recorder", _running())
@@ -100,6 +101,39 @@ def test_evicted_pod_ends_with_recorder_lost(kube: Kube, start_operator: Any) ->
     status = kube.wait_phase("evicted", "finished")
     assert status["result"]["errorCode"] == "RecorderLost"
     assert "reason Evicted" in status["message"] and "OOMKilled" in status["message"]
+    assert "no restarts left" in status["message"]
+
+
+def _evict(kube: Kube, pod: str) -> None:
+    kube.set_pod_status(pod, _running())
+    kube.set_pod_status(pod, {"phase": "Failed", "reason": "Evicted",
+                              "containerStatuses": [_terminated("", 137, "OOMKilled")]})
+
+
+def test_lost_recorder_pods_are_replaced_then_the_task_ends(kube: Kube, start_operator: Any) -> None:
+    """Failed (evicted) or deleted: a new pod of the same name, counted in status.restarts and
+    in Events, until max_restarts; then RecorderLost."""
+    start_operator(WEBRECORD_OPERATOR_MAX_RESTARTS="2", WEBRECORD_OPERATOR_RESTART_BACKOFF_S="0.5")
+    kube.apply(recording("phoenix"))
+    first = wait_for(lambda: kube.get("pod", "phoenix-recorder"), 30, "the pod")["metadata"]["uid"]
+    _evict(kube, "phoenix-recorder")
+    second = wait_for(lambda: (p := kube.get("pod", "phoenix-recorder")) and
+                      p["metadata"]["uid"] != first and p, 30, "a replacement pod")
+    status = wait_for(lambda: (s := kube.status("phoenix")).get("restarts") == 1 and s, 20,
+                      "restarts == 1")
+    assert status["phase"] != "finished", status
+    kube.kubectl("delete", "pod", "phoenix-recorder", "--wait=true")  # deleted: replaced too
+    third = wait_for(lambda: (p := kube.get("pod", "phoenix-recorder")) and
+                     p["metadata"]["uid"] != second["metadata"]["uid"] and p, 30, "another pod")
+    wait_for(lambda: kube.status("phoenix").get("restarts") == 2, 20, "restarts == 2")
+    _evict(kube, "phoenix-recorder")  # no restarts left
+    status = kube.wait_phase("phoenix", "finished")
+    assert status["result"]["errorCode"] == "RecorderLost" and status["restarts"] == 2
+    assert "no restarts left (2 of 2 used)" in status["message"], status["message"]
+    assert kube.get("pod", "phoenix-recorder") is None or kube.get(
+        "pod", "phoenix-recorder")["metadata"]["uid"] == third["metadata"]["uid"]
+    reasons = [e["reason"] for e in kube.events("phoenix")]
+    assert reasons.count("RecorderRestarted") == 2 and "RecorderLost" in reasons, reasons
 
 
 def test_final_status_comes_from_the_termination_message(kube: Kube, start_operator: Any) -> None:

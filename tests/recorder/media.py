@@ -94,3 +94,19 @@ def av_onsets(path: Path) -> tuple[np.ndarray, np.ndarray]:
     loud = np.sqrt((pcm ** 2).mean(1)) > 2000
     audio = starts["audio"] + (np.where(loud[1:] & ~loud[:-1])[0] + 1) * win / 48000
     return video, audio
+
+
+def frame_codes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pts seconds, page clock seconds) of every video frame of a recording of
+    recorder_framecode.html (16 full-height columns, a bit each, most significant left)."""
+    pts_out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                              "frame=pts_time", "-of", "csv=p=0", str(path)],
+                             capture_output=True, text=True, check=True, timeout=120).stdout
+    pts = np.array([float(x.strip(",")) for x in pts_out.split()])
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-vf",
+                          "scale=16:1:flags=area,format=gray", "-fps_mode", "passthrough",
+                          "-f", "rawvideo", "-"], capture_output=True, check=True, timeout=120).stdout
+    bits = np.frombuffer(raw, np.uint8).reshape(-1, 16) > 128
+    codes = (bits * (1 << np.arange(15, -1, -1))).sum(1)
+    n = min(len(pts), len(codes))
+    return pts[:n], codes[:n] / 100.0

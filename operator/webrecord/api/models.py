@@ -242,6 +242,7 @@ class RecorderStatus(TaskTimes):
     segments: int = Field(0, ge=0, description="Segments closed or in progress")
     last_action_seq: int = Field(0, ge=0, description="Highest control sequence applied")
     message: str | None = Field(None, description="Human-readable progress note")
+    restarts: int = Field(0, ge=0, description="Recorders started to replace lost ones")
 
 
 class RecordingTask(WireModel):

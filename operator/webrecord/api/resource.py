@@ -53,6 +53,10 @@ class WebRecordingStatus(TaskTimes):
         None, ge=0, description="Highest spec.actionSeq the recorder has applied"
     )
     pod_name: str | None = Field(None, max_length=253)
+    restarts: int | None = Field(
+        None, ge=0, description="Recorder pods started to replace lost ones (resumed from the "
+        "stored segments)"
+    )
     message: str | None = Field(None, max_length=4096, description="Last progress or error note")
 
 

@@ -160,7 +160,18 @@ def recorder_env(settings: OperatorSettings) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
-def build_pod(owner: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+def resume_env(phase: str | None) -> dict[str, str]:
+    """Env of a replacement recorder: it continues the task in the state it was left in (a
+    paused task starts paused; a stopped one only packages and delivers what is stored)."""
+    if phase == "paused":
+        return {"WEBRECORD_START_PAUSED": "true"}
+    if phase in ("canceled", "transcode", "upload", "callback"):
+        return {"WEBRECORD_RESUME_STOPPED": "true"}
+    return {}
+
+
+def build_pod(owner: dict[str, Any], settings: OperatorSettings,
+              extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     name = owner["metadata"]["name"]
     spec = RecordingSpec.model_validate(owner["spec"])
     res = resources(spec, settings)
@@ -172,7 +183,8 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings) -> dict[str, An
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["webrecord"],
         "args": recorder_args(settings),
-        "env": recorder_env(settings),
+        "env": recorder_env(settings) + [{"name": k, "value": v}
+                                         for k, v in (extra_env or {}).items()],
         "ports": [{"name": "control", "containerPort": settings.control_port, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/healthz", "port": "control"},

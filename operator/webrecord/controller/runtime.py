@@ -28,6 +28,7 @@ class Runtime:
     pods: dict[Key, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[Key, str] = field(default_factory=dict)
     unreachable_since: dict[Key, float] = field(default_factory=dict)
+    lost_since: dict[Key, float] = field(default_factory=dict)  # recorder gone, not replaced yet
     reserved: set[Key] = field(default_factory=set)  # pods this process created, maybe unseen
 
     def running(self) -> set[Key]:
@@ -56,6 +57,7 @@ class Runtime:
         self.reserved.discard(key)
         self.tokens.pop(key, None)
         self.unreachable_since.pop(key, None)
+        self.lost_since.pop(key, None)
 
     async def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The task's pod as last seen by the watch; read once from the API when unseen."""

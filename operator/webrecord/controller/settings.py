@@ -73,7 +73,17 @@ class OperatorSettings(BaseSettings):
     )
     delete_wait_s: float = Field(60.0, ge=0, description="Finalizer: wait this long for Stop")
     unreachable_grace_s: float = Field(
-        120.0, gt=0, description="Running pod whose recorder never answers: lost after this"
+        120.0, gt=0, description="Recorder not answering this long: a Warning event (only the "
+        "pod's state decides that a recorder is gone)"
+    )
+    # Replacement of lost recorders (pod failed, deleted, evicted, node gone).
+    max_restarts: int = Field(3, ge=0, description="New recorder pods per task; then RecorderLost")
+    restart_backoff_s: float = Field(
+        2.0, ge=0, description="Wait before the n-th replacement: this * 2^(n-1), at most 60 s"
+    )
+    stuck_terminating_s: float = Field(
+        60.0, ge=0, description="A pod still terminating this long past its grace period (its "
+        "node is gone) is force-deleted so the replacement can take its name"
     )
 
     # Operator runtime.

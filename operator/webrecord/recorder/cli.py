@@ -38,6 +38,8 @@ from webrecord.recorder.settings import RecorderSettings
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).parent / "demo"
+# `webrecord recorder` handed its task over (SIGTERM, segments stored): not finished, not a crash.
+EXIT_SUSPENDED = 75
 
 # Model field (wire name) -> the flag a user of `record` typed.
 _FLAG_NAMES = {
@@ -380,9 +382,24 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
     port = await server.start()
     if args.port_file:
         write_atomic(Path(args.port_file), str(port))
-    _install_stop_signals(lambda _sig: session.request(Action.STOP))
+    suspends = _sigterm_suspends(settings, store, work_dir)
+
+    def on_signal(sig: int) -> None:
+        if sig == signal.SIGTERM and suspends:
+            session.suspend()
+        else:
+            session.request(Action.STOP)
+
+    _install_stop_signals(on_signal)
     try:
         status = await session.run()
+        if session.suspended:
+            failures = await asyncio.to_thread(store.wait, 120) if store is not None else {}
+            event(log, "task handed over", logging.WARNING, task=task.task_id,
+                  segments=session.status.segments, seconds=session.status.recorded_seconds,
+                  not_stored=failures or None)
+            save(session.status)
+            return EXIT_SUSPENDED
         if store is not None:
             # Every closed segment safely stored before the task reports a result.
             failures = await asyncio.to_thread(store.wait, 120)
@@ -407,6 +424,16 @@ def _segment_store(task: RecordingTask, work_dir: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - recording matters more than the extra copy
         event(log, "no segment store", logging.WARNING, error=str(exc))
         return None
+
+
+def _sigterm_suspends(settings: RecorderSettings, store: Any, work_dir: Path) -> bool:
+    """Whether SIGTERM hands the task over: only where a new recorder finds the segments."""
+    if settings.sigterm_suspends is not None:
+        return settings.sigterm_suspends and store is not None
+    root = getattr(store, "root", None)
+    if store is None or (root is not None and Path(root).resolve().is_relative_to(work_dir)):
+        return False
+    return True
 
 
 def _previous_start_time(status_file: Path, task_id: str) -> int | None:

@@ -108,11 +108,49 @@ def _fail(err: str, what: str, outputs: list[Path]) -> RecorderError:
     return RecorderError(ErrorCode.ENCODER_FAILED, f"{what} failed: {last[0]}")
 
 
-def _concat_list(segments: list[Path], list_path: Path) -> None:
+# Two segments whose timestamps meet within this many seconds were cut from one stream.
+_SEAM_TOLERANCE_S = 0.25
+
+
+async def _span(path: Path, settings: RecorderSettings) -> tuple[float, float] | None:
+    """(start_time, duration) of a segment's format, or None when unreadable."""
+    code, out = await _run([settings.ffprobe_path, "-v", "error", "-show_entries",
+                            "format=start_time,duration", "-of", "json", str(path)], timeout=60)
+    try:
+        fmt = json.loads(out)["format"] if code == 0 else {}
+        return float(fmt["start_time"]), float(fmt["duration"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def join_durations(segments: list[Path], settings: RecorderSettings) -> list[float | None]:
+    """How long each segment lasts in the joined file.
+
+    Why: the concat demuxer places each file at the end of the previous one's longest stream,
+    which at a timed cut is a few ms past the next file's first packet, so every cut would add
+    a small gap that sums up over hours. Where two segments are consecutive cuts of one stream
+    (all segments of a task share one clock, see Capture), the next one's start is the exact
+    length; elsewhere (pause, crash, resume) the measured duration stands (None)."""
+    spans = [await _span(p, settings) for p in segments]
+    out: list[float | None] = []
+    for this, following in zip(spans, [*spans[1:], None]):
+        length = None
+        if this is not None and following is not None:
+            delta = following[0] - this[0]
+            if abs(delta - this[1]) <= _SEAM_TOLERANCE_S and delta > 0:
+                length = delta
+        out.append(length)
+    return out
+
+
+def _concat_list(segments: list[Path], list_path: Path,
+                 durations: list[float | None] | None = None) -> None:
     lines = []
-    for seg in segments:
+    for seg, length in zip(segments, durations or [None] * len(segments)):
         quoted = str(seg.resolve()).replace("'", "'\\''")
         lines.append(f"file '{quoted}'\n")
+        if length is not None:
+            lines.append(f"duration {length:.6f}\n")
     try:
         list_path.write_text("".join(lines))
     except OSError as exc:
@@ -125,7 +163,7 @@ async def package_mp4(segments: list[Path], out: Path, work_dir: Path,
                       settings: RecorderSettings) -> Packaged:
     out.parent.mkdir(parents=True, exist_ok=True)
     list_path = work_dir / "concat.txt"
-    _concat_list(segments, list_path)
+    _concat_list(segments, list_path, await join_durations(segments, settings))
     tmp = out.with_name(out.name + ".part")
     code, err = await _run([
         settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
@@ -151,7 +189,7 @@ async def package_hls(segments: list[Path], playlist: Path, work_dir: Path,
     """
     playlist.parent.mkdir(parents=True, exist_ok=True)
     list_path = work_dir / "concat.txt"
-    _concat_list(segments, list_path)
+    _concat_list(segments, list_path, await join_durations(segments, settings))
     stem = playlist.stem
     argv = [
         settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",

@@ -45,6 +45,10 @@ class _Stop(Exception):
     """Leaves the control loop: the recording is over."""
 
 
+class _Suspend(Exception):
+    """Leaves the control loop: this recorder goes away, the task goes on in another one."""
+
+
 class Session:
     def __init__(self, task: RecordingTask, work_dir: Path,
                  settings: RecorderSettings | None = None,
@@ -79,6 +83,10 @@ class Session:
         self.egress: EgressProxy | None = None  # every Chromium connection goes through it
         self._queue: asyncio.Queue[tuple[str, Any, asyncio.Future | None, int | None]] = asyncio.Queue()
         self._canceled = False
+        self.suspended = False  # ended by suspend(): the segments are stored, nothing packaged
+        # A Pause that came before the first frame (or a replaced recorder of a paused task):
+        # the recording starts paused.
+        self._start_paused = self.settings.start_paused
         self._paused_since = 0.0
         self._created = time.monotonic()
         self._browser_restarts = 0
@@ -104,6 +112,8 @@ class Session:
             return self.status  # a retry of a control already applied
         if not self.status.status.active:
             raise InvalidAction(f"{action.value} does not apply: the task is {self.status.status.value}")
+        if self._control_before_start(action, seq):
+            return self.status
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(("action", action, future, seq))
         return await future
@@ -111,6 +121,25 @@ class Session:
     def request(self, action: Action) -> None:
         """Fire-and-forget control (signals, page hooks)."""
         self._queue.put_nowait(("action", action, None, None))
+
+    def suspend(self) -> None:
+        """Hand the task over (SIGTERM of a pod being drained, evicted or deleted): close and
+        store the segment in progress and end without packaging or finishing the task, so a
+        new recorder resumes it from the segment store."""
+        self._queue.put_nowait(("suspend", None, None, None))
+
+    def _control_before_start(self, action: Action, seq: int | None) -> bool:
+        """Pause/Resume while the task is `normal`: they decide how the recording starts (the
+        loop does not run yet while the browser launches). True when handled here."""
+        if self.status.status != Phase.NORMAL or action not in (Action.PAUSE, Action.RESUME):
+            return False
+        if action == Action.RESUME and not self._start_paused:
+            raise InvalidAction("Resume does not apply: the task is normal")
+        self._start_paused = action == Action.PAUSE
+        note = ("paused before the first frame: the recording starts paused"
+                if self._start_paused else "waiting to start")
+        self._update(message=note, **({"last_action_seq": seq} if seq is not None else {}))
+        return True
 
     def _hook(self, name: str) -> bool:
         if name == "startRecord":
@@ -133,7 +162,8 @@ class Session:
         for key, value in changes.items():
             setattr(self.status, key, value)
         self.status.recorded_seconds = round(self.recorded_seconds(), 3)
-        self.status.segments = len(self.stored.segments) + len(self.captures)
+        self.status.segments = len(self.stored.segments) + sum(
+            max(1, len(c.paths)) for c in self.captures)
         if self.on_status is not None:
             self.on_status(self.status)
 
@@ -156,8 +186,12 @@ class Session:
         error: RecorderError | None = None
         try:
             try:
-                await self._setup()
-                await self._loop()
+                if self.settings.resume_stopped:  # stopped before: deliver what is stored
+                    self._update(status=Phase.CANCELED, cancel_time=self.status.cancel_time or now(),
+                                 message="resumed after the stop: packaging the stored segments")
+                else:
+                    await self._setup()
+                    await self._loop()
             except RecorderError as exc:
                 error = exc
                 event(log, "recording failed", logging.ERROR, code=exc.code.value, error=exc.message)
@@ -166,12 +200,17 @@ class Session:
                 error = RecorderError(ErrorCode.INTERNAL, f"recorder failed: {type(exc).__name__}: {exc}")
             finally:
                 await self._close_segment()
-                if self.status.status.active:
+                if self.suspended:
+                    pass  # the task goes on elsewhere: its phase stays what it was
+                elif self.status.status.active:
                     self._update(status=Phase.CANCELED, cancel_time=self.status.cancel_time or now())
                 if self.status.start_time is not None:
                     self._update(stop_time=self.status.stop_time or now())
                 await self._teardown()
                 self._reject_pending()
+            if self.suspended and error is None:
+                self._update(message="suspended: segments stored for the recorder that resumes")
+                return self.status
             if self._canceled:
                 self._discard_segments()
                 self.status.result = Result(error_code=ErrorCode.CANCELED,
@@ -238,16 +277,22 @@ class Session:
         return minimal_env({"DISPLAY": self.display.name, **self.audio.client_env()})
 
     async def _start_recording(self) -> None:
-        await self._open_segment()
-        self._update(status=Phase.RECORDING, start_time=self.status.start_time or now(),
-                     message="recording")
+        if self._start_paused:
+            self._paused_since = time.monotonic()
+            self._update(status=Phase.PAUSED, start_time=self.status.start_time or now(),
+                         message="paused")
+        else:
+            await self._open_segment()
+            self._update(status=Phase.RECORDING, start_time=self.status.start_time or now(),
+                         message="recording")
         self.started_event.set()
 
     async def _open_segment(self) -> None:
         assert self.display is not None and self.audio is not None
-        index = self.stored.next_index + len(self.captures)
+        index = self.captures[-1].next_index if self.captures else self.stored.next_index
         capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
-                          {**self._browser_env()}, self.seg_dir / f"seg_{index:04d}.ts", index)
+                          self._browser_env(), self.seg_dir, index, self._epoch(),
+                          on_closed=self._segment_closed)
         await capture.start()
         self.captures.append(capture)
         self.current = capture
@@ -264,15 +309,34 @@ class Session:
         if not capture.stopping:
             self._queue.put_nowait(("encoder", capture, None, None))
 
+    def _epoch(self) -> float:
+        """Wall-clock time that timestamp 0 stands for in every segment of this task (every
+        recorder of the task computes the same one from createTime, so resumed segments are on
+        the same clock). Ten minutes of slack for a node clock behind the operator's; MPEG-TS
+        timestamps wrap after 26.5 h, which the wall-clock cap keeps a task below."""
+        return min(float(self.status.create_time or now()) - 600.0, time.time() - 1.0)
+
+    def _segment_closed(self, path: Path) -> None:
+        """A rotated segment is complete: to the segment store at once."""
+        if self.on_segment is not None and not self._canceled:
+            try:
+                self.on_segment(path)
+            except Exception:  # noqa: BLE001 - storing a copy must not stop the recording
+                log.exception("segment store failed")
+        self._update()
+
+    def segment_paths(self) -> list[Path]:
+        """Every segment of the task so far, in order (stored ones first)."""
+        return [*self.stored.segments,
+                *(p for c in self.captures for p in (c.paths or [c.path]))]
+
     async def _close_segment(self) -> None:
         capture, self.current = self.current, None
         if capture is not None:
             await capture.stop()
-            if self.on_segment is not None and capture.size() > 0 and not self._canceled:
-                try:
-                    self.on_segment(capture.path)
-                except Exception:  # noqa: BLE001 - storing a copy must not stop the recording
-                    log.exception("segment store failed")
+            last = capture.last_path
+            if last is not None and last.exists() and last.stat().st_size > 0:
+                self._segment_closed(last)
 
     def _deadline(self) -> float | None:
         """Seconds until the next timer fires in the current phase."""
@@ -298,7 +362,7 @@ class Session:
                 return
             try:
                 await self._handle(kind, arg, seq)
-            except _Stop:
+            except (_Stop, _Suspend):
                 if future is not None and not future.done():
                     future.set_result(self.status)
                 return
@@ -327,6 +391,10 @@ class Session:
         phase = self.status.status
         if kind == "tick":
             return
+        if kind == "suspend":
+            self.suspended = True
+            event(log, "suspending: the task continues in a new recorder", phase=phase.value)
+            raise _Suspend
         if kind == "start":
             if phase == Phase.NORMAL:
                 await self._start_recording()
@@ -432,8 +500,7 @@ class Session:
         shutil.rmtree(self.seg_dir, ignore_errors=True)
 
     async def _package(self) -> Packaged | None:
-        segments = await usable_segments(
-            [*self.stored.segments, *(c.path for c in self.captures)], self.settings)
+        segments = await usable_segments(self.segment_paths(), self.settings)
         if not segments:
             return None
         video = self.spec.output.video

@@ -43,6 +43,18 @@ class RecorderSettings(BaseSettings):
     pulse_keepalive: bool = True
     pulse_read_timestamps: bool = True
     hls_segment_seconds: float = Field(4.0, gt=0)
+    # Recording segments close (and go to the segment store) this often: a lost recorder loses
+    # at most this much. Cut at the next keyframe (keyint_seconds) after each multiple.
+    segment_seconds: float = Field(10.0, gt=0, description="Segment rotation period")
+    # Set by whoever starts a replacement recorder for a task that was paused.
+    start_paused: bool = Field(False, description="Start the recording paused")
+    # Set for a replacement recorder of a task that was already stopped: no new recording,
+    # package and deliver the stored segments.
+    resume_stopped: bool = False
+    # SIGTERM (pod drained, evicted or deleted): hand the task over to a new recorder (suspend)
+    # or stop and deliver. None = suspend when the segments live outside this recorder's work
+    # dir (a bucket or WEBRECORD_SEGMENT_DIR), where the next recorder finds them.
+    sigterm_suspends: bool | None = None
 
     manual_start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for startRecord()")
     page_load_timeout: float = Field(30.0, gt=0)

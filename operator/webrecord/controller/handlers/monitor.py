@@ -1,10 +1,13 @@
 """Supervision of an active task: a kopf daemon polls its recorder and reflects the status.
 
-Per tick: read the pod (from the watch cache); a pod that ended, was deleted or never started
-ends the task with RecorderLost; otherwise GET /status, forward a pending control, reflect the
-recorder's status into `.status` (one Event per phase change) and enforce MaxDurationLimit even
-when the recorder does not stop by itself: Stop after limit + grace, then delete the pod and end
-with Timeout if it still has not finished after the finish deadline.
+Per tick: read the pod (from the watch cache); a pod that ended without finishing the task or
+was deleted is replaced by a new one that resumes from the stored segments (controller.replace;
+RecorderLost once the restarts are used up), a pod that never started ends the task with
+RecorderLost; otherwise GET /status, forward a pending control, reflect the recorder's status
+into `.status` (one Event per phase change) and enforce MaxDurationLimit even when the recorder
+does not stop by itself: Stop after limit + grace, then delete the pod and end with Timeout if it
+still has not finished after the finish deadline. Whether a recorder is gone is decided from the
+pod's state only: a recorder that does not answer HTTP is reported, not killed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from webrecord.api.models import Action, ErrorCode, Phase, RecordingSpec
 from webrecord.api.resource import GROUP, PLURAL, VERSION
 from webrecord.controller import status as st
 from webrecord.controller.recorder_client import RecorderUnreachable
+from webrecord.controller.replace import recorder_gone, stuck_terminating
 from webrecord.controller.runtime import runtime
 from webrecord.controller.tasks import apply, finish_task, forward_action, phase_event
 from webrecord.logs import event
@@ -70,8 +74,19 @@ async def tick(
     pod = await rt.pod(namespace, name)
 
     if pod is None:
-        await finish_task(rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
-                          f"recorder pod {current.get('podName')} was deleted before the task finished")
+        if await recorder_gone(rt, body, dict(spec), current, patch, name, namespace,
+                               f"recorder pod {current.get('podName')} was deleted before the "
+                               f"task finished", None):
+            rt.forget(key)
+        return
+
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        # Terminating (drain, eviction, kubectl delete): the recorder stores its segment in
+        # progress and exits; the replacement comes once the object is gone. A pod stuck here
+        # lost its node: force it out so the name is free.
+        if stuck_terminating(pod, settings, now):
+            event(log, "pod stuck terminating: force-deleting", logging.WARNING, task=name)
+            await rt.kube.delete_pod(namespace, pod["metadata"]["name"], grace_s=0)
         return
 
     phase = (pod.get("status") or {}).get("phase")
@@ -83,9 +98,13 @@ async def tick(
             phase_event(body, current.get("phase"), final.status.value, _result_note(final))
             rt.forget(key)
             return
-        code = ErrorCode.TIMEOUT if st.deadline_exceeded(pod) else ErrorCode.RECORDER_LOST
-        await finish_task(rt, body, name, dict(spec), current, patch, code, st.pod_failure(pod))
-        rt.forget(key)
+        if st.deadline_exceeded(pod):
+            await finish_task(rt, body, name, dict(spec), current, patch, ErrorCode.TIMEOUT,
+                              st.pod_failure(pod))
+            rt.forget(key)
+        elif await recorder_gone(rt, body, dict(spec), current, patch, name, namespace,
+                                 st.pod_failure(pod), pod):
+            rt.forget(key)
         return
 
     base = st.pod_address(pod, settings.control_port)
@@ -105,16 +124,18 @@ async def tick(
     try:
         rec = await rt.recorders.status(base, token)
     except RecorderUnreachable as exc:
+        # Not a reason to kill it: a busy or partitioned recorder still records and finishes
+        # on its own; the pod's state says when it is really gone.
         waited = rt.unreachable_for(key, now)
         if waited == 0:
             event(log, "recorder does not answer", logging.WARNING, task=name, error=str(exc))
-        if waited > settings.unreachable_grace_s:
-            await finish_task(
-                rt, body, name, dict(spec), current, patch, ErrorCode.RECORDER_LOST,
-                f"recorder in pod {pod['metadata']['name']} did not answer for {waited:.0f} s: {exc}",
-                delete_pod=True,
-            )
-            rt.forget(key)
+        elif waited > settings.unreachable_grace_s and (
+                st.condition(current, st.COND_POD) or {}).get("reason") != "Unreachable":
+            message = (f"recorder in pod {pod['metadata']['name']} has not answered for "
+                       f"{waited:.0f} s: {exc}")
+            kopf.warn(body, reason="RecorderUnreachable", message=message[:1024])
+            apply(patch, {"conditions": st.with_condition(
+                current.get("conditions"), st.COND_POD, False, "Unreachable", message, now)})
         return
     rt.unreachable_since.pop(key, None)
 
