@@ -108,11 +108,20 @@ def spec_schema() -> dict[str, Any]:
         ]
     video = props["output"]["properties"]["video"]
     video["properties"]["encryptKey"]["pattern"] = "^([0-9a-fA-F]{32})?$"
+    # A key inline in a resource would sit in the spec for anyone who can read it and in
+    # kopf's last-handled annotation: a WebRecording names a Secret instead.
+    video["properties"]["encryptKey"]["description"] = (
+        "Not accepted in a WebRecording: put the key in a Secret and set encryptKeySecretRef")
     video["x-kubernetes-validations"] = [
         {
-            "rule": "!has(self.encryptKey) || self.encryptKey == '' || self.muxer == 'hls'",
-            "message": "encryptKey requires muxer 'hls'",
-        }
+            "rule": "!has(self.encryptKey) || self.encryptKey == ''",
+            "message": "encryptKey is not accepted in a WebRecording: store the key in a "
+                       "Secret and set encryptKeySecretRef",
+        },
+        {
+            "rule": "!has(self.encryptKeySecretRef) || self.muxer == 'hls'",
+            "message": "encryptKeySecretRef requires muxer 'hls'",
+        },
     ]
     return schema
 

@@ -24,6 +24,7 @@ DEFAULT_MAX_DURATION_S = 21600
 MAX_DURATION_LIMIT_S = 36000
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+ENCRYPT_KEY_SECRET_KEY = "encryptKey"  # the default key of an encryptKeySecretRef
 
 
 def http_url(value: str | None) -> str | None:
@@ -134,10 +135,24 @@ class VodOutput(WireModel):
     sub_app_id: int | None = Field(None, ge=0)
 
 
+class SecretKeyRef(WireModel):
+    """A key of a Secret in the WebRecording's namespace."""
+
+    name: str = Field(min_length=1, max_length=253,
+                      pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    key: str = Field(ENCRYPT_KEY_SECRET_KEY, min_length=1, max_length=253,
+                     pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class VideoOutput(WireModel):
     muxer: Literal["mp4", "hls"] = "mp4"
     encrypt_key: str | None = Field(
-        None, description="AES-128 key, 32 hex digits; HLS only (segments are encrypted)"
+        None, description="AES-128 key, 32 hex digits; HLS only (segments are encrypted). "
+        "Task files and the protocol only: a WebRecording names a Secret instead"
+    )
+    encrypt_key_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret (same namespace) holding the AES-128 key as 32 hex digits; "
+        "HLS only. The operator reads it when it creates the recorder"
     )
     auth_url: str | None = Field(
         None, max_length=8192, description="Key URI written into the HLS playlist (http/https)")
@@ -160,8 +175,10 @@ class VideoOutput(WireModel):
 
     @model_validator(mode="after")
     def _key_needs_hls(self) -> "VideoOutput":
-        if self.encrypt_key and self.muxer != "hls":
+        if (self.encrypt_key or self.encrypt_key_secret_ref) and self.muxer != "hls":
             raise ValueError("encryptKey requires muxer 'hls'")
+        if self.encrypt_key and self.encrypt_key_secret_ref:
+            raise ValueError("give encryptKey or encryptKeySecretRef, not both")
         return self
 
 
@@ -243,6 +260,14 @@ class RecorderStatus(TaskTimes):
     last_action_seq: int = Field(0, ge=0, description="Highest control sequence applied")
     message: str | None = Field(None, description="Human-readable progress note")
     restarts: int = Field(0, ge=0, description="Recorders started to replace lost ones")
+
+
+def valid_encrypt_key(value: str) -> str:
+    """An AES-128 key as stored in a Secret (whitespace around it ignored), or ValueError."""
+    key = VideoOutput._hex_key(value.strip())
+    if not key:
+        raise ValueError("must be 32 hexadecimal digits (a 128-bit AES key)")
+    return key
 
 
 class RecordingTask(WireModel):

@@ -3,12 +3,15 @@
 Start creates the resource (name = task id, owner in an annotation and as a hashed label for
 listing); controls set `spec.action` and bump `spec.actionSeq` (so two Refreshes are two
 controls) and wait until the operator reports the new generation as observed; Describe reads
-`.status`. The adapter holds no pod or secret permissions: only WebRecordings in one namespace.
+`.status`. The adapter holds no pod permissions; besides WebRecordings in one namespace it may
+create Secrets there: an EncryptKey given at Start is stored in a Secret owned by the
+WebRecording, whose spec names it (`encryptKeySecretRef`); the key is never in the spec.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -27,7 +30,15 @@ from webrecord.adapter.backends.base import (
     owner_label,
 )
 from webrecord.adapter.settings import AdapterSettings
-from webrecord.api.models import Action, Phase, RecorderStatus, RecordingTask
+from webrecord.api.models import (
+    ENCRYPT_KEY_SECRET_KEY,
+    Action,
+    Phase,
+    RecorderStatus,
+    RecordingSpec,
+    RecordingTask,
+    SecretKeyRef,
+)
 from webrecord.api.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, recorder_status
 from webrecord.logs import event
 
@@ -80,6 +91,7 @@ class KubernetesBackend(Backend):
             kubernetes.config.load_kube_config(client_configuration=config)
         self._client = kubernetes.client.ApiClient(config)
         self._api = kubernetes.client.CustomObjectsApi(self._client)
+        self._core = kubernetes.client.CoreV1Api(self._client)
         await self.health()
 
     async def close(self) -> None:
@@ -111,7 +123,8 @@ class KubernetesBackend(Backend):
     # --- Backend --------------------------------------------------------------------------
 
     async def start(self, task: RecordingTask, owner: str) -> RecorderStatus:
-        spec = task.spec.model_copy(update={"action": None, "action_seq": 0}).wire()
+        spec_model, key = _without_encrypt_key(
+            task.spec.model_copy(update={"action": None, "action_seq": 0}), task.task_id)
         body = {
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -121,18 +134,49 @@ class KubernetesBackend(Backend):
                 "labels": {OWNER_LABEL: owner_label(owner), "app.kubernetes.io/created-by": "webrecord-adapter"},
                 "annotations": {OWNER_ANNOTATION: owner},
             },
-            "spec": spec,
+            "spec": spec_model.wire(),
         }
         from kubernetes.client.rest import ApiException
 
         try:
-            await self._call(self._api.create_namespaced_custom_object, GROUP, VERSION,
-                             self.namespace, PLURAL, body, _preload_content=False)
+            resp = await self._call(self._api.create_namespaced_custom_object, GROUP, VERSION,
+                                    self.namespace, PLURAL, body, _preload_content=False)
         except ApiException as exc:
             # The schema mirrors the protocol's rules; a 422 here names the field and the rule.
             raise BackendUnavailable(f"WebRecording rejected by the API server: {_reason(exc)}") from exc
+        if key is not None:
+            await self._store_encrypt_key(json.loads(resp.data), key)
         event(log, "webrecording created", task=task.task_id, namespace=self.namespace)
         return RecorderStatus(task_id=task.task_id, status=Phase.NORMAL, create_time=task.create_time)
+
+    async def _store_encrypt_key(self, owner: dict[str, Any], key: str) -> None:
+        """The Secret the WebRecording's encryptKeySecretRef names, owned by it (deleted with
+        it). The operator waits for it; if it cannot be made, the WebRecording goes too."""
+        from kubernetes.client.rest import ApiException
+
+        meta = owner["metadata"]
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": encrypt_key_secret(meta["name"]),
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/created-by": "webrecord-adapter"},
+                "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+                                     "uid": meta["uid"], "blockOwnerDeletion": True}],
+            },
+            "stringData": {ENCRYPT_KEY_SECRET_KEY: key},
+        }
+        try:
+            await self._call(self._core.create_namespaced_secret, self.namespace, secret,
+                             _preload_content=False)
+        except (ApiException, BackendUnavailable) as exc:
+            with contextlib.suppress(Exception):
+                await self._call(self._api.delete_namespaced_custom_object, GROUP, VERSION,
+                                 self.namespace, PLURAL, meta["name"], _preload_content=False)
+            reason = _reason(exc) if isinstance(exc, ApiException) else exc.message
+            raise BackendUnavailable(f"could not store EncryptKey in a Secret: {reason}") from exc
 
     async def describe(self, task_id: str, owner: str) -> RecorderStatus:
         return _status(await self._owned(task_id, owner))
@@ -198,6 +242,21 @@ class KubernetesBackend(Backend):
         await self._call(self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
                          PLURAL, limit=1, _preload_content=False)
         return {"backend": self.name, "namespace": self.namespace}
+
+
+def encrypt_key_secret(task_id: str) -> str:
+    return f"{task_id}-encrypt-key"
+
+
+def _without_encrypt_key(spec: RecordingSpec, task_id: str) -> tuple[RecordingSpec, str | None]:
+    """The spec to store (EncryptKey replaced by a reference to its Secret), and the key."""
+    key = spec.output.video.encrypt_key
+    if not key:
+        return spec, None
+    ref = SecretKeyRef(name=encrypt_key_secret(task_id), key=ENCRYPT_KEY_SECRET_KEY)
+    video = spec.output.video.model_copy(update={"encrypt_key": None, "encrypt_key_secret_ref": ref})
+    output = spec.output.model_copy(update={"video": video})
+    return spec.model_copy(update={"output": output}), key
 
 
 def _status(obj: dict[str, Any]) -> RecorderStatus:

@@ -52,7 +52,7 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
-from webrecord.files import contained, write_atomic, write_private
+from webrecord.files import contained, write_private
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ class LocalBackend(Backend):
             )
         directory = self.task_dir(task.task_id)
         (directory / "work").mkdir(parents=True, exist_ok=True)
-        write_atomic(directory / "task.json", task.model_dump_json(by_alias=True, exclude_none=True))
+        # The task may hold an EncryptKey: readable by this user only, from its creation.
+        write_private(directory / "task.json", task.model_dump_json(by_alias=True, exclude_none=True))
         status = RecorderStatus(
             task_id=task.task_id, status=Phase.NORMAL, create_time=task.create_time,
             message="queued",

@@ -13,6 +13,7 @@ from webrecord.api.models import ErrorCode, Phase
 from webrecord.api.resource import GROUP, PLURAL, VERSION
 from webrecord.controller import pod as podlib
 from webrecord.controller import status as st
+from webrecord.controller.encrypt_key import EncryptKeyProblem, with_encrypt_key
 from webrecord.controller.runtime import runtime
 from webrecord.controller.tasks import apply, phase_event
 from webrecord.logs import event
@@ -23,7 +24,17 @@ log = logging.getLogger(__name__)
 def _invalid(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "spec"
-    return f"spec.{where}: {first.get('msg', 'invalid')}"
+    return f"spec.{where}: {str(first.get('msg', 'invalid')).removeprefix('Value error, ')}"
+
+
+def _refuse(body: kopf.Body, patch: kopf.Patch, current: dict[str, Any], create_time: int,
+            message: str, now: float) -> None:
+    """The task ends here, finished with InvalidParam; no pod is made."""
+    changes = st.finish({**current, "createTime": create_time}, ErrorCode.INVALID_PARAM,
+                        message, now)
+    changes["createTime"] = create_time
+    apply(patch, changes)
+    kopf.warn(body, reason="InvalidParam", message=changes["message"])
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="recorder")
@@ -45,12 +56,12 @@ async def create_recorder(
         # The schema already holds most rules; this is what only pydantic knows.
         refusal = _invalid(err)
     if refusal is not None:
-        changes = st.finish({**current, "createTime": create_time}, ErrorCode.INVALID_PARAM,
-                            refusal, now)
-        changes["createTime"] = create_time
-        apply(patch, changes)
-        kopf.warn(body, reason="InvalidParam", message=changes["message"])
-        return
+        return _refuse(body, patch, current, create_time, refusal, now)
+
+    try:
+        task = await with_encrypt_key(rt.kube, namespace, task, now - create_time)
+    except EncryptKeyProblem as exc:
+        return _refuse(body, patch, current, create_time, str(exc), now)
 
     key = (namespace, name)
     if not rt.has_slot(key):

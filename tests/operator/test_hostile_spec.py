@@ -1,0 +1,103 @@
+"""Hostile WebRecordings against the real API server and the operator: what the CRD's rules
+refuse at create, what the operator refuses with an InvalidParam status, and where an HLS key
+lives (a Secret, never the spec, kopf's annotations or the pod)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from opkit import Kube, recording, wait_for
+from webrecord.adapter.backends import kubernetes as kbackend
+from webrecord.adapter.settings import AdapterSettings
+from webrecord.api.models import RecordingSpec, RecordingTask
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
+
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def _create(kube: Kube, manifest: dict[str, Any]) -> tuple[int, str]:
+    result = kube.kubectl("create", "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize(("cos", "message"), [
+    ({"targetDir": "../x"}, "targetDir must not contain '.' or '..' path segments"),
+    ({"targetDir": "a/../../x"}, "targetDir must not contain '.' or '..' path segments"),
+    ({"targetDir": "/etc"}, "targetDir must be a relative path (no leading '/')"),
+    ({"targetDir": "..\\x"}, "targetDir must not contain a backslash"),
+    ({"targetDir": "a\u0000b"}, "targetDir must not contain control characters or NUL"),
+    ({"targetName": "a/b"}, "targetName must be a file name without '/'"),
+    ({"targetName": ".."}, "targetName must not contain '.' or '..' path segments"),
+    ({"targetName": "x\ny"}, "targetName must not contain control characters or NUL"),
+])
+def test_api_server_refuses_traversal(kube: Kube, cos: dict[str, str], message: str) -> None:
+    code, err = _create(kube, recording("trav", output={"cos": cos}))
+    assert code != 0 and message in err, err
+    assert kube.get("webrecording", "trav") is None
+
+
+def test_api_server_refuses_an_inline_encrypt_key(kube: Kube) -> None:
+    code, err = _create(kube, recording("inline-key", output={
+        "video": {"muxer": "hls", "encryptKey": KEY}}))
+    assert code != 0 and "encryptKey is not accepted in a WebRecording" in err, err
+
+
+def test_operator_refuses_what_only_the_models_know(kube: Kube, start_operator: Any) -> None:
+    """Ambiguous URL forms and a bucket outside the install's list end with InvalidParam."""
+    start_operator(WEBRECORD_OPERATOR_ALLOWED_BUCKETS="records-ok")
+    cases = {
+        "decimal-host": ({"recordUrl": "http://2130706433/"},
+                         "spec.recordUrl: host is an ambiguous form of 127.0.0.1"),
+        "userinfo": ({"recordUrl": "http://u:p@example.test/"},
+                     "spec.recordUrl: must not contain credentials"),
+        "bad-bucket": ({"recordUrl": "https://example.test/",
+                        "output": {"cos": {"bucket": "someone-elses"}}},
+                       "spec.output.cos.bucket: 'someone-elses' is not among this install's"),
+        "key-injection": ({"recordUrl": "https://example.test/",
+                           "output": {"video": {"muxer": "hls",
+                                                "authUrl": "https://k.test/\n/etc/passwd"}}},
+                          "spec.output.video.authUrl: must not contain"),
+    }
+    for name, (spec, _) in cases.items():
+        manifest = recording(name, **spec)
+        kube.apply(manifest)
+    for name, (_, message) in cases.items():
+        status = kube.wait_phase(name, "finished", 60)
+        assert status["result"]["errorCode"] == "InvalidParam", status
+        assert message in status["result"]["errorMessage"], status
+        assert not status.get("podName"), status
+
+
+async def test_encrypt_key_lives_in_a_secret(kube: Kube, start_operator: Any) -> None:
+    """Start with an inline EncryptKey: the WebRecording names a Secret it owns; the key reaches
+    the recorder's task file and appears nowhere in the WebRecording or the pod."""
+    start_operator()
+    backend = kbackend.create(AdapterSettings(backend="kubernetes", namespace=kube.ns,
+                                              kubeconfig=kube.cp.kubeconfig))
+    await backend.open()
+    try:
+        spec = RecordingSpec.model_validate({
+            "recordUrl": "https://example.test/", "maxDurationLimit": 30,
+            "output": {"video": {"muxer": "hls", "encryptKey": KEY,
+                                 "authUrl": "https://keys.example.test/k"}}})
+        await backend.start(RecordingTask(task_id="wr-enc", spec=spec), "key-1")
+    finally:
+        await backend.close()
+    wait_for(lambda: kube.status("wr-enc").get("podName"), 60, "the recorder pod")
+    obj = kube.get("webrecording", "wr-enc")
+    assert obj["spec"]["output"]["video"]["encryptKeySecretRef"] == {
+        "name": "wr-enc-encrypt-key", "key": "encryptKey"}
+    assert KEY not in json.dumps(obj), "the key is in the WebRecording (spec or annotations)"
+    secret = kube.get("secret", "wr-enc-encrypt-key")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
+    pod = kube.get("pod", "wr-enc-recorder")
+    assert KEY not in json.dumps(pod)
+    task_json = base64.b64decode(kube.get("secret", "wr-enc-recorder")["data"]["task.json"])
+    video = json.loads(task_json)["spec"]["output"]["video"]
+    assert video["encryptKey"] == KEY and "encryptKeySecretRef" not in video
