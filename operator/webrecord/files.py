@@ -32,7 +32,7 @@ def contained(root: Path, *parts: str | Path) -> Path:
     return target
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, data: str | bytes) -> None:
     """Like write_atomic, for secrets: the file is created 0600 (os.open with the mode, so no
     moment exists where another user could open it) and never follows a planted symlink."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -40,8 +40,8 @@ def write_private(path: Path, text: str) -> None:
     try:
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, flags, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)

@@ -8,18 +8,21 @@ import errno
 import json
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from webrecord.api.models import ErrorCode
 from webrecord.egress.childenv import minimal_env
+from webrecord.files import write_private
 from webrecord.logs import event
 from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
 
+_KEY_URI_BAD = re.compile(r'[\x00-\x1f\x7f"]')
 _DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota exceeded")
 
 
@@ -201,11 +204,16 @@ async def package_hls(segments: list[Path], playlist: Path, work_dir: Path,
     ]
     if encrypt_key:
         key_file = work_dir / "hls.key"
-        key_file.write_bytes(bytes.fromhex(encrypt_key))
-        os.chmod(key_file, 0o600)
+        write_private(key_file, bytes.fromhex(encrypt_key))
+        uri = auth_url or stem + ".key"
+        # One line per field: a line break in the URI would choose the key file and the IV.
+        # The models refuse such an AuthUrl; this guards the file itself.
+        if _KEY_URI_BAD.search(uri):
+            raise RecorderError(ErrorCode.INVALID_PARAM,
+                                "AuthUrl: must not contain control characters or quotes")
         info = work_dir / "hls.keyinfo"
         # Line 3 is the IV: a random one per task, written into the playlist.
-        info.write_text(f"{auth_url or stem + '.key'}\n{key_file}\n{secrets.token_hex(16)}\n")
+        write_private(info, f"{uri}\n{key_file}\n{secrets.token_hex(16)}\n")
         argv += ["-hls_key_info_file", str(info)]
     argv.append(str(playlist))
     code, err = await _run(argv)
