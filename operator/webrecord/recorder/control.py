@@ -56,7 +56,7 @@ class ControlServer:
         return web.json_response({"ok": True})
 
     async def _status(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.session.status.wire())
+        return web.json_response(self.session.live_status().wire())
 
     async def _control(self, request: web.Request) -> web.Response:
         try:

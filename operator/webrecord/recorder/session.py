@@ -167,6 +167,11 @@ class Session:
         if self.on_status is not None:
             self.on_status(self.status)
 
+    def live_status(self) -> RecorderStatus:
+        """The status with the recorded time as of now (it moves between status changes)."""
+        self.status.recorded_seconds = round(self.recorded_seconds(), 3)
+        return self.status
+
     def set_phase(self, phase: Phase, message: str | None = None) -> None:
         """For the stages after packaging (upload, callback), reported by the delivery stage."""
         self._update(status=phase, message=message or phase.value)
