@@ -18,7 +18,7 @@ from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.package import package_hls
 from webrecord.recorder.settings import RecorderSettings
 
-from .conftest import Forbidden
+from .egress_servers import HitServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +95,7 @@ def _differentials(port: int) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_url_parser_differentials_refused(make_server, forbidden: Forbidden) -> None:
+def test_url_parser_differentials_refused(make_server, forbidden: HitServer) -> None:
     server = make_server(url_allow_loopback=False)
     for field in ("RecordURL", "CallbackURL"):
         for url, code, fragment in _differentials(forbidden.port):
@@ -104,7 +104,7 @@ def test_url_parser_differentials_refused(make_server, forbidden: Forbidden) -> 
             assert body["ErrorMessage"].startswith(f"Data.{field}: "), body
             assert fragment in body["ErrorMessage"], (url, body)
     _no_task_started(server)
-    assert forbidden.hits == 0
+    assert forbidden.hits == []
 
 
 # ---------------------------------------------------------------- AuthUrl injection

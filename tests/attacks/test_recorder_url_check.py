@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Forbidden
+from .egress_servers import HitServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,17 +32,17 @@ def _run_recorder(tmp_path: Path, url: str, allow_loopback: bool) -> dict:
     return json.loads(status_file.read_text())
 
 
-def test_recorder_refuses_a_refused_address(tmp_path: Path, forbidden: Forbidden) -> None:
+def test_recorder_refuses_a_refused_address(tmp_path: Path, forbidden: HitServer) -> None:
     status = _run_recorder(tmp_path, f"http://127.0.0.1:{forbidden.port}/", allow_loopback=False)
     assert status["status"] == "finished"
     assert status["result"]["errorCode"] == "InvalidParam", status
     assert status["result"]["errorMessage"] == (
         f"RecordURL: host '127.0.0.1' resolves to 127.0.0.1, a loopback address")
-    assert forbidden.hits == 0
+    assert forbidden.hits == []
 
 
 @pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "user:pw@127.0.0.1"])
-def test_recorder_refuses_what_it_cannot_judge(tmp_path: Path, forbidden: Forbidden,
+def test_recorder_refuses_what_it_cannot_judge(tmp_path: Path, forbidden: HitServer,
                                                host: str) -> None:
     # Even with loopback allowed: the task file itself is refused (exit 2, nothing runs).
     task = {"taskId": "wr-attack",
@@ -55,4 +55,4 @@ def test_recorder_refuses_what_it_cannot_judge(tmp_path: Path, forbidden: Forbid
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "spec.recordUrl: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    assert forbidden.hits == 0
+    assert forbidden.hits == []
