@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from webrecord.adapter import protocol_models as pm
 from webrecord.adapter.backends.local import _task_pids
@@ -152,6 +153,23 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
+def _recorded_seconds(state: Path, task_id: str) -> float:
+    """recordedSeconds as the recorder's own status endpoint reports it now."""
+    directory = state / "tasks" / task_id
+    port = (directory / "port").read_text().strip()
+    token = (directory / "token").read_text().strip()
+    reply = requests.get(f"http://127.0.0.1:{port}/status", timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
+    return float(reply.json()["recordedSeconds"])
+
+
+def _recorded_or_zero(state: Path, task_id: str) -> float:
+    try:
+        return _recorded_seconds(state, task_id)
+    except (OSError, ValueError, requests.RequestException):
+        return 0.0  # between recorders: no port file or nobody listening yet
+
+
 def _gone(pid: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -208,7 +226,10 @@ def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
 
     # Now the adapter dies, and B's recorder dies while the adapter is down (every process of
     # it: the recorder forks its worker into another session, which would otherwise stop
-    # cleanly and still deliver).
+    # cleanly and still deliver). The restarted adapter starts a new recorder in B's work dir,
+    # which resumes from B's segments (the one in progress included: flushed as written).
+    time.sleep(3.0)
+    before_kill = _recorded_seconds(serve.state, b)
     serve.kill()
     pids = _task_pids(serve.state / "tasks" / b / "task.json")
     assert recorder_b in pids and len(pids) >= 2
@@ -216,11 +237,20 @@ def test_restart_mid_recording(serve: ServeProcess, page_server: str) -> None:
         os.kill(pid, signal.SIGKILL)
     assert all(_gone(pid) for pid in pids)
     client = serve.start()
-    lost = _describe(client, b, key)
-    assert lost["Status"] == "finished"
-    assert lost["Result"]["ErrorCode"] == "RecorderLost", lost
-    assert lost["Result"]["ErrorMessage"] == "recorder process ended while the server was down"
-    assert lost["FinishTime"] >= lost["StartTime"]
+    wait_for(lambda: serve.recorder_pid(b), lambda pid: pid not in pids, 60, "a new recorder")
+    wait_for(lambda: _recorded_or_zero(serve.state, b),
+             lambda seconds: seconds > before_kill + 0.3, 90, "B recording again")
+    wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "recording", 10,
+             "Describe: B recording")
+    time.sleep(2.0)
+    assert client.call("Stop", {"TaskID": b}, key=key).status == 200
+    done_b = wait_for(lambda: _describe(client, b, key), lambda d: d["Status"] == "finished", 90,
+                      "B finished")
+    assert done_b["Result"]["ErrorCode"] == "", done_b
+    [video_b] = done_b["Result"]["Videos"]
+    print(f"B: {before_kill:.1f} s recorded before the kill, video {video_b['FileDuration']:.1f} s")
+    assert video_b["FileDuration"] >= before_kill + 1.0, (before_kill, video_b)
+    assert play(video_path(video_b)) > 10
 
     # A third task; the adapter dies and only the recorder process it started is killed. The
     # recorder's worker (its own session) stops cleanly: the restarted adapter follows it (or

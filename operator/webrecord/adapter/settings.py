@@ -66,6 +66,11 @@ class AdapterSettings(BaseSettings):
     )
     status_poll_seconds: float = Field(0.5, gt=0)
     stop_recorders_on_exit: bool = False
+    # A recorder process that dies before finishing is started again in the same work dir and
+    # resumes from its segments; after this many restarts the task ends with RecorderLost.
+    max_restarts: int = Field(3, ge=0, description="Recorder restarts per task")
+    restart_backoff_seconds: float = Field(
+        1.0, ge=0, description="Wait before the n-th restart: this * 2^(n-1), at most 60 s")
 
     # Kubernetes backend.
     namespace: str = "default"

@@ -160,16 +160,6 @@ def recorder_env(settings: OperatorSettings) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
-def resume_env(phase: str | None) -> dict[str, str]:
-    """Env of a replacement recorder: it continues the task in the state it was left in (a
-    paused task starts paused; a stopped one only packages and delivers what is stored)."""
-    if phase == "paused":
-        return {"WEBRECORD_START_PAUSED": "true"}
-    if phase in ("canceled", "transcode", "upload", "callback"):
-        return {"WEBRECORD_RESUME_STOPPED": "true"}
-    return {}
-
-
 def build_pod(owner: dict[str, Any], settings: OperatorSettings,
               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     name = owner["metadata"]["name"]

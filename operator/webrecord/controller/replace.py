@@ -21,6 +21,7 @@ from webrecord.controller import status as st
 from webrecord.controller.runtime import Runtime
 from webrecord.controller.tasks import apply, finish_task
 from webrecord.logs import event
+from webrecord.recorder.handover import resume_env
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ async def recorder_gone(
         return False
     if now < lost_at + wait:
         return False
-    manifest = podlib.build_pod(body, settings, podlib.resume_env(status.get("phase")))
+    manifest = podlib.build_pod(body, settings, resume_env(status.get("phase")))
     created = await rt.kube.create(manifest)
     if created is None:  # the old object is still there (watch lag): next tick
         return False

@@ -53,6 +53,7 @@ from webrecord.api.models import (
     Result,
 )
 from webrecord.files import contained, write_private
+from webrecord.recorder.handover import resume_env
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class LocalBackend(Backend):
                 logs.event(log, "re-attached to running recorder", task_id=row.task_id, pid=pid)
                 self._watch(row.task_id, pid, None)
             else:
-                self._finish_from_files(row, lost_reason="recorder process ended while the server was down")
+                self._watchers[row.task_id] = asyncio.create_task(
+                    self._recorder_gone(row, "recorder process ended while the server was down"))
         queued = self.store.count(RunState.QUEUED)
         if queued:
             logs.event(log, "resuming queued tasks", queued=queued)
@@ -284,9 +286,11 @@ class LocalBackend(Backend):
                     break
                 await self._spawn(queued[0])
 
-    async def _spawn(self, row: TaskRow) -> None:
+    async def _spawn(self, row: TaskRow, resume: dict[str, str] | None = None) -> None:
+        """Start the task's recorder; `resume`: env of a replacement (the work dir and status
+        file of the lost one stay, so it resumes from the segments and keeps startTime)."""
         directory = self.task_dir(row.task_id)
-        for name in ("port", "status.json"):
+        for name in ("port",) if resume is not None else ("port", "status.json"):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
         token_file = directory / "token"
@@ -307,6 +311,7 @@ class LocalBackend(Backend):
         # address policy this server applied at Start.
         env.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", str(self.settings.loopback_allowed()).lower())
         env.setdefault("WEBRECORD_EGRESS_DENY_PRIVATE", str(self.settings.url_deny_private).lower())
+        env.update(resume or {})
         try:
             with open(directory / "recorder.log", "ab") as log_file:
                 proc = await asyncio.create_subprocess_exec(
@@ -368,7 +373,7 @@ class LocalBackend(Backend):
                     row = self.store.get(task_id)
                     if row is not None:
                         code = proc.returncode if proc else None
-                        self._finish_from_files(row, lost_reason=f"recorder exited (code {code}) before finishing")
+                        await self._recorder_gone(row, f"recorder exited (code {code}) before finishing")
                     break
                 if proc is not None:
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -376,7 +381,8 @@ class LocalBackend(Backend):
                 else:
                     await asyncio.sleep(self.settings.status_poll_seconds)
         finally:
-            self._watchers.pop(task_id, None)
+            if self._watchers.get(task_id) is asyncio.current_task():  # not a restart's watcher
+                self._watchers.pop(task_id, None)
         if proc is not None:
             asyncio.create_task(self._reap(task_id, proc))
         await self._pump()
@@ -396,12 +402,42 @@ class LocalBackend(Backend):
         return min(pids) if pids else None
 
     def _complete(self, status: RecorderStatus, row: TaskRow) -> RecorderStatus:
-        """Fill what the recorder may not know (create time) from our row."""
+        """Fill what the recorder may not know (create time, restarts) from our row."""
         if status.create_time is None:
             status = status.model_copy(update={"create_time": row.created})
+        if status.restarts < row.status.restarts:
+            status = status.model_copy(update={"restarts": row.status.restarts})
         if status.task_id != row.task_id:
             status = status.model_copy(update={"task_id": row.task_id})
         return status
+
+    async def _recorder_gone(self, row: TaskRow, reason: str) -> None:
+        """The recorder process ended before finishing: start a new one that resumes from the
+        task's segments (bounded, with backoff), or end the task with RecorderLost."""
+        status = _parse_status(_read_bytes(self.task_dir(row.task_id) / "status.json"))
+        if status is not None and status.status is Phase.FINISHED:
+            self._finish_from_files(row, reason)
+            return
+        current = self._complete(status, row) if status is not None else row.status
+        restarts = row.status.restarts
+        if self._closing or restarts >= self.settings.max_restarts:
+            self._finish_from_files(row, f"{reason}; no restarts left ({restarts} of "
+                                         f"{self.settings.max_restarts} used)")
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (self.task_dir(row.task_id) / "port").unlink()  # controls wait for the new one
+        wait = min(60.0, self.settings.restart_backoff_seconds * 2 ** restarts)
+        logs.event(log, "recorder lost; restarting it", logging.WARNING, task_id=row.task_id,
+                   reason=reason, restarts=restarts + 1, wait_s=wait)
+        current = current.model_copy(update={
+            "restarts": restarts + 1,
+            "message": f"{reason}; restart {restarts + 1} of {self.settings.max_restarts}"})
+        self.store.set_status(row.task_id, current)
+        await asyncio.sleep(wait)
+        row = self.store.get(row.task_id)
+        if row is None or row.state is not RunState.RUNNING or self._closing:
+            return
+        await self._spawn(row, resume_env(current.status.value))
 
     def _finish_from_files(self, row: TaskRow, lost_reason: str) -> None:
         status = _parse_status(_read_bytes(self.task_dir(row.task_id) / "status.json"))
