@@ -167,6 +167,18 @@ def test_bucket_outside_the_key_allow_list(make_server, tmp_path: Path) -> None:
     _no_task_started(server)
 
 
+def test_bucket_lists_for_keys_from_a_directory(make_server, tmp_path: Path) -> None:
+    """Keys mounted as a Secret directory carry no bucket lists: a separate file names them."""
+    lists = tmp_path / "buckets.yaml"
+    lists.write_text("AKIDbob: [bob-videos]\n")
+    server = make_server(auth_enabled=True, key_buckets_file=lists)
+    for bucket, code in (("alice-videos", "InvalidParam"), ("bob-videos", "UrlNotAllowed")):
+        body = _start(server, {"RecordURL": "http://169.254.169.254/",
+                               "Output": {"Cos": {"Bucket": bucket}}}, key="AKIDbob")
+        assert body["ErrorCode"] == code, (bucket, body)
+    _no_task_started(server)
+
+
 def test_unknown_key_and_bad_signature_are_indistinguishable(signed_server: LiveServer) -> None:
     body = json.dumps({"Action": "List", "Data": {}}).encode()
     unknown = signed_server.post_raw(body, auth.sign_headers("AKIDmallory", "guess", body))

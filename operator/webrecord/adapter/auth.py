@@ -165,24 +165,35 @@ def load_keys(file: Path | None = None, directory: Path | None = None) -> dict[s
     return keys
 
 
-def load_key_buckets(file: Path | None) -> dict[str, frozenset[str]]:
-    """ApiAppKey -> the buckets its Starts may name in Output.Cos.Bucket, for the keys whose
-    entry lists `buckets` (`[{key, secret, buckets: [b1, b2]}]`); other keys get the
-    adapter-wide `allowed_buckets`."""
+def load_key_buckets(keys_file: Path | None,
+                     buckets_file: Path | None = None) -> dict[str, frozenset[str]]:
+    """ApiAppKey -> the buckets its Starts may name in Output.Cos.Bucket: from the keys file's
+    entries that list `buckets` (`[{key, secret, buckets: [b1, b2]}]`) and from `buckets_file`
+    (`{key: [b1, b2]}`, which wins). Other keys get the adapter-wide `allowed_buckets`."""
+    pairs: list[tuple[object, object]] = []
+    for entry in _key_entries(keys_file) if keys_file is not None else []:
+        if entry.get("buckets") is not None:
+            pairs.append((entry["key"], entry["buckets"]))
+    if buckets_file is not None:
+        data = _load_yaml_or_json(buckets_file)
+        if not isinstance(data, dict):
+            raise ValueError(f"{buckets_file}: expected a mapping of ApiAppKey to bucket names")
+        pairs += list(data.items())
     rules: dict[str, frozenset[str]] = {}
-    for entry in _key_entries(file) if file is not None else []:
-        buckets = entry.get("buckets")
-        if buckets is None:
-            continue
+    for key, buckets in pairs:
         if not isinstance(buckets, list) or not all(isinstance(b, str) for b in buckets):
-            raise ValueError(f"{file}: buckets of key {entry['key']!r} must be a list of names")
-        rules[str(entry["key"])] = frozenset(buckets)
+            raise ValueError(f"buckets of key {key!r} must be a list of names")
+        rules[str(key)] = frozenset(buckets)
     return rules
 
 
-def _key_entries(file: Path) -> list[dict]:
+def _load_yaml_or_json(file: Path) -> object:
     text = Path(file).read_text()
-    data = json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+    return json.loads(text) if str(file).endswith(".json") else yaml.safe_load(text)
+
+
+def _key_entries(file: Path) -> list[dict]:
+    data = _load_yaml_or_json(file)
     if isinstance(data, dict) and "keys" in data:
         data = data["keys"]
     if isinstance(data, dict):

@@ -182,7 +182,8 @@ class BucketRules:
 
     def __init__(self, settings: AdapterSettings) -> None:
         self.default = frozenset(settings.allowed_buckets) or None  # None: any bucket
-        self.per_key = load_key_buckets(settings.auth_keys_file) if settings.auth_enabled else {}
+        self.per_key = load_key_buckets(settings.auth_keys_file, settings.key_buckets_file) \
+            if settings.auth_enabled else {}
 
     def check(self, owner: str, bucket: str) -> None:
         allowed = self.per_key.get(owner, self.default)

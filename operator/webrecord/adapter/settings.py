@@ -48,6 +48,9 @@ class AdapterSettings(BaseSettings):
     # Buckets a Start may name in Output.Cos.Bucket, for keys whose entry in the keys file
     # lists no `buckets` of its own (and for --no-auth). Empty: any bucket.
     allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per-key lists for keys that come from a directory (a mounted Secret holds only secrets):
+    # a YAML/JSON file `{ApiAppKey: [bucket, ...]}` (e.g. a mounted ConfigMap).
+    key_buckets_file: Path | None = None
 
     @field_validator("allowed_buckets", mode="before")
     @classmethod
