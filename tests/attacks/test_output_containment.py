@@ -150,3 +150,15 @@ def test_private_files_are_0600_from_creation(tmp_path: Path, monkeypatch: pytes
     (tmp_path / f".token2.{os.getpid()}.tmp").symlink_to(victim)
     files.write_private(tmp_path / "token2", "secret")
     assert victim.read_text() == "untouched"
+
+
+def test_task_store_is_private(tmp_path: Path) -> None:
+    from webrecord.adapter.store import TaskStore
+
+    old = os.umask(0)
+    try:
+        store = TaskStore(tmp_path / "tasks.sqlite")
+        store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "tasks.sqlite").stat().st_mode) == 0o600

@@ -8,6 +8,7 @@ a second process (e.g. `sqlite3` for inspection) read while the server writes.
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ class TaskRow:
 class TaskStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Specs may hold an EncryptKey: the file is created 0600 (SQLite gives its -wal and
+        # -shm files the database file's mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
