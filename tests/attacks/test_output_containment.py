@@ -162,3 +162,21 @@ def test_task_store_is_private(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "tasks.sqlite").stat().st_mode) == 0o600
+
+
+def test_local_backend_token_and_task_files_private_at_creation(
+        make_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the real spawn path (the recorder command is `true`): with chmod disabled and
+    umask 0 the control token and the task file are still 0600."""
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: None)
+    monkeypatch.setattr(Path, "chmod", lambda *a, **k: None)
+    server = make_server(recorder_command=["true"])
+    old = os.umask(0)
+    try:
+        reply = server.call("Start", {"RecordURL": "http://127.0.0.1:9/"})
+    finally:
+        os.umask(old)
+    assert reply.status == 200, reply.body
+    task_dir = Path(server.settings.state_dir).resolve() / "tasks" / reply.body["TaskID"]
+    for name in ("token", "task.json"):
+        assert stat.S_IMODE((task_dir / name).stat().st_mode) == 0o600, name
