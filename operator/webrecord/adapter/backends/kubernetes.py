@@ -164,7 +164,7 @@ class KubernetesBackend(Backend):
                 "namespace": self.namespace,
                 "labels": {"app.kubernetes.io/created-by": "webrecord-adapter"},
                 "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                                     "uid": meta["uid"], "blockOwnerDeletion": True}],
+                                     "uid": meta["uid"]}],
             },
             "stringData": {ENCRYPT_KEY_SECRET_KEY: key},
         }
