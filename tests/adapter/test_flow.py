@@ -44,7 +44,7 @@ def test_full_flow_signed(make_server, page_server: str) -> None:
     again = server.call("Pause", {"TaskID": task_id}, key=key)
     assert (again.status, again.body["ErrorCode"]) == (409, "InvalidAction")
     assert again.body["ErrorMessage"] == (
-        "Pause is not allowed while the task is 'paused' (allowed when: recording)"
+        "Pause is not allowed while the task is 'paused' (allowed when: normal, recording)"
     )
     time.sleep(1.0)
 
@@ -53,7 +53,7 @@ def test_full_flow_signed(make_server, page_server: str) -> None:
     wrong = server.call("Resume", {"TaskID": task_id}, key=key)
     assert (wrong.status, wrong.body["ErrorCode"]) == (409, "InvalidAction")
     assert wrong.body["ErrorMessage"] == (
-        "Resume is not allowed while the task is 'recording' (allowed when: paused)"
+        "Resume is not allowed while the task is 'recording' (allowed when: normal, paused)"
     )
     # Two Refreshes are two reloads (each a new control, not a duplicate).
     assert server.call("Refresh", {"TaskID": task_id}, key=key).status == 200
@@ -77,7 +77,7 @@ def test_full_flow_signed(make_server, page_server: str) -> None:
     after = server.call("Pause", {"TaskID": task_id}, key=key)
     assert (after.status, after.body["ErrorCode"]) == (409, "InvalidAction")
     assert after.body["ErrorMessage"] == (
-        "Pause is not allowed while the task is 'finished' (allowed when: recording)"
+        "Pause is not allowed while the task is 'finished' (allowed when: normal, recording)"
     )
     listed = server.call("List", {}, key=key).body
     assert listed["TotalCount"] == 1 and listed["Tasks"][0]["TaskID"] == task_id

@@ -50,10 +50,13 @@ def test_queue_fifo_and_cancel(make_server, page_server: str) -> None:
     assert queued["Status"] == "normal" and "StartTime" not in queued
     assert server.request("GET", "/healthz").body["queued"] == 1
 
-    refused = server.call("Pause", {"TaskID": second})
+    # A Pause while queued is kept: the recording will start paused.
+    assert server.call("Pause", {"TaskID": second}).status == 200
+    refused = server.call("Refresh", {"TaskID": second})
     assert (refused.status, refused.body["ErrorCode"]) == (409, "InvalidAction")
     assert refused.body["ErrorMessage"] == (
-        "Pause is not allowed while the task is queued for a free recorder (only Stop and Cancel apply)"
+        "Refresh is not allowed while the task is queued for a free recorder "
+        "(only Pause, Stop and Cancel apply)"
     )
     async def stored_row():  # read on the server's own thread (its SQLite connection)
         return server.backend.store.get(second)

@@ -49,14 +49,15 @@ async def test_start_describe_list_control(kube: Kube, start_operator: Any,
         assert {t.task_id for t in (await backend.list("key-1", 0, 10)).tasks} == {"wr-aaa", "wr-bbb"}
         assert [t.task_id for t in (await backend.list("key-2", 0, 10)).tasks] == ["wr-ccc"]
 
-        with pytest.raises(base.ActionNotAllowed):
-            await backend.control("wr-aaa", "key-1", Action.PAUSE)  # not recording yet
-        # Two Refreshes are two controls: actionSeq 1 then 2 (the operator forwards each once
-        # the recorder runs; here the pod is pending, so the backend returns after its wait).
-        await backend.control("wr-aaa", "key-1", Action.REFRESH)
-        await backend.control("wr-aaa", "key-1", Action.REFRESH)
+        # A Pause before the recorder runs is accepted (the recording will start paused); the
+        # pod is pending here, so the backend returns after its wait with the control pending.
+        await backend.control("wr-aaa", "key-1", Action.PAUSE)
+        # The next control waits its turn instead of replacing the unforwarded Pause: after
+        # the wait it is refused as retryable, and the Pause is still what spec holds.
+        with pytest.raises(base.BackendUnavailable, match="previous control"):
+            await backend.control("wr-aaa", "key-1", Action.REFRESH)
         spec = kube.get("webrecording", "wr-aaa")["spec"]
-        assert spec["action"] == "Refresh" and spec["actionSeq"] == 2
+        assert spec["action"] == "Pause" and spec["actionSeq"] == 1
         health = await backend.health()
         assert health == {"backend": "kubernetes", "namespace": kube.ns}
     finally:

@@ -75,8 +75,10 @@ class TaskPage:
 # Which controls fit which status. Shared by every backend (and by the recorder's own checks) so
 # that `local` and `kubernetes` refuse the same things with the same words.
 _ALLOWED: dict[Action, frozenset[Phase]] = {
-    Action.PAUSE: frozenset({Phase.RECORDING}),
-    Action.RESUME: frozenset({Phase.PAUSED}),
+    # Before the first frame a Pause is kept: the recording starts paused.
+    Action.PAUSE: frozenset({Phase.NORMAL, Phase.RECORDING}),
+    # ... and a Resume before the first frame takes that Pause back (the recorder judges).
+    Action.RESUME: frozenset({Phase.NORMAL, Phase.PAUSED}),
     Action.REFRESH: frozenset({Phase.NORMAL, Phase.RECORDING, Phase.PAUSED}),
     Action.STOP: frozenset({Phase.NORMAL, Phase.RECORDING, Phase.PAUSED}),
     Action.CANCEL: frozenset({Phase.NORMAL, Phase.RECORDING, Phase.PAUSED}),

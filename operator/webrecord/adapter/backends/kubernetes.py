@@ -185,7 +185,7 @@ class KubernetesBackend(Backend):
         from kubernetes.client.rest import ApiException
 
         for _ in range(5):  # optimistic concurrency: retry on a conflicting writer
-            obj = await self._owned(task_id, owner)
+            obj = await self._after_pending(task_id, await self._owned(task_id, owner))
             check_action(action, _status(obj).status)
             patch = {
                 "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
@@ -204,6 +204,23 @@ class KubernetesBackend(Backend):
             raise BackendUnavailable(f"TaskID {task_id} is being changed concurrently; retry")
         generation = json.loads(resp.data)["metadata"]["generation"]
         return await self._wait_applied(task_id, generation, action)
+
+    async def _after_pending(self, task_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object once the operator forwarded the control already in spec.action.
+
+        Why: spec holds one control; writing the next before the operator forwarded the
+        previous would replace it unseen. Controls are a sequence: each waits its turn (the
+        resourceVersion precondition of the patch catches a writer that slips in between)."""
+        deadline = time.monotonic() + CONTROL_WAIT_S
+        while _pending(obj):
+            if time.monotonic() > deadline:
+                raise BackendUnavailable(
+                    f"TaskID {task_id}: the previous control is still being applied; retry")
+            await asyncio.sleep(_POLL_S)
+            obj = await self._get(task_id)
+            if obj is None:
+                raise TaskNotFound(f"TaskID {task_id} not found")
+        return obj
 
     async def _wait_applied(self, task_id: str, generation: int, action: Action) -> RecorderStatus:
         """The status once the operator forwarded this control (or the latest after the wait)."""
@@ -257,6 +274,14 @@ def _without_encrypt_key(spec: RecordingSpec, task_id: str) -> tuple[RecordingSp
     video = spec.output.video.model_copy(update={"encrypt_key": None, "encrypt_key_secret_ref": ref})
     output = spec.output.model_copy(update={"video": video})
     return spec.model_copy(update={"output": output}), key
+
+
+def _pending(obj: dict[str, Any]) -> bool:
+    """spec.action holds a control the operator has not forwarded yet."""
+    status = obj.get("status") or {}
+    if not (obj.get("spec") or {}).get("action") or status.get("phase") == "finished":
+        return False
+    return (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 1)
 
 
 def _status(obj: dict[str, Any]) -> RecorderStatus:

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 _CONTROL_ATTEMPTS = 3
 _PORT_WAIT_SECONDS = 20.0
 _EXIT_WAIT_SECONDS = 30.0
+_START_PAUSED = "start-paused"  # marker in the task dir: Pause came while the task was queued
 
 
 def create(settings: AdapterSettings) -> "LocalBackend":
@@ -223,10 +224,24 @@ class LocalBackend(Backend):
                 self.store.set_status(row.task_id, status, RunState.DONE)
                 logs.event(log, "queued task ended", task_id=row.task_id, action=action.value)
                 return status
+            elif action is Action.PAUSE:
+                # Kept for the recorder: it starts paused (recorder/handover.py).
+                write_private(self.task_dir(row.task_id) / _START_PAUSED, "1")
+                status = current.status.model_copy(update={
+                    "message": "queued; paused before the first frame: the recording starts paused",
+                    "last_action_seq": self.store.next_seq(row.task_id)})
+                self.store.set_status(row.task_id, status)
+                return status
+            elif action is Action.RESUME and (self.task_dir(row.task_id) / _START_PAUSED).exists():
+                (self.task_dir(row.task_id) / _START_PAUSED).unlink()
+                status = current.status.model_copy(update={
+                    "message": "queued", "last_action_seq": self.store.next_seq(row.task_id)})
+                self.store.set_status(row.task_id, status)
+                return status
             else:
                 raise ActionNotAllowed(
                     f"{action.value} is not allowed while the task is queued for a free recorder "
-                    "(only Stop and Cancel apply)",
+                    "(only Pause, Stop and Cancel apply)",
                     Phase.NORMAL,
                 )
         return await self.control(row.task_id, row.owner, action)
@@ -311,6 +326,8 @@ class LocalBackend(Backend):
         # address policy this server applied at Start.
         env.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", str(self.settings.loopback_allowed()).lower())
         env.setdefault("WEBRECORD_EGRESS_DENY_PRIVATE", str(self.settings.url_deny_private).lower())
+        if resume is None and (directory / _START_PAUSED).exists():
+            resume = resume_env("paused")  # paused while it was queued
         env.update(resume or {})
         try:
             with open(directory / "recorder.log", "ab") as log_file:
