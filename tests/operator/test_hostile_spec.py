@@ -42,6 +42,19 @@ def test_api_server_refuses_traversal(kube: Kube, cos: dict[str, str], message: 
     assert kube.get("webrecording", "trav") is None
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"recordUrl": "http://127.0.0.1:9\\@example.com/"},
+     "recordUrl must not contain backslashes, spaces or control characters"),
+    ({"callbackUrl": "http://cb.test/\r\nX: y"},
+     "callbackUrl must not contain backslashes, spaces or control characters"),
+    ({"output": {"video": {"muxer": "hls", "authUrl": "https://k.test/k\n/etc/hostname"}}},
+     "authUrl must not contain backslashes, spaces or control characters"),
+])
+def test_api_server_refuses_url_characters(kube: Kube, spec: dict[str, Any], message: str) -> None:
+    code, err = _create(kube, recording("bad-url", **spec))
+    assert code != 0 and message in err, err
+
+
 def test_api_server_refuses_an_inline_encrypt_key(kube: Kube) -> None:
     code, err = _create(kube, recording("inline-key", output={
         "video": {"muxer": "hls", "encryptKey": KEY}}))
@@ -60,9 +73,8 @@ def test_operator_refuses_what_only_the_models_know(kube: Kube, start_operator: 
                         "output": {"cos": {"bucket": "someone-elses"}}},
                        "spec.output.cos.bucket: 'someone-elses' is not among this install's"),
         "key-injection": ({"recordUrl": "https://example.test/",
-                           "output": {"video": {"muxer": "hls",
-                                                "authUrl": "https://k.test/\n/etc/passwd"}}},
-                          "spec.output.video.authUrl: must not contain"),
+                           "output": {"video": {"muxer": "hls", "authUrl": "/etc/passwd"}}},
+                          "spec.output.video.authUrl: must be an http:// or https:// URL"),
     }
     for name, (spec, _) in cases.items():
         manifest = recording(name, **spec)

@@ -20,6 +20,7 @@ import yaml
 
 from webrecord.api.models import RecordingSpec
 from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
+from webrecord.api.urls import CEL_URL_CHARS, URL_CHARS_RULE
 from webrecord.api.resource import (
     CATEGORIES,
     GROUP,
@@ -101,6 +102,13 @@ def spec_schema() -> dict[str, Any]:
             sub.setdefault("x-kubernetes-validations", []).append(
                 {"rule": "self == oldSelf", "message": f"{name} is immutable; only action and actionSeq may change"}
             )
+    # The URL rules a regular expression can state; the rest (credentials, ambiguous IPv4
+    # forms) the operator checks with the models and ends the task with InvalidParam.
+    video_props = props["output"]["properties"]["video"]["properties"]
+    for field, node in (("recordUrl", props["recordUrl"]), ("callbackUrl", props["callbackUrl"]),
+                        ("authUrl", video_props["authUrl"])):
+        node.setdefault("x-kubernetes-validations", []).append(
+            {"rule": CEL_URL_CHARS, "message": f"{field} {URL_CHARS_RULE}"})
     cos = props["output"]["properties"]["cos"]["properties"]
     for field, rules in (("targetDir", CEL_TARGET_DIR), ("targetName", CEL_TARGET_NAME)):
         cos[field]["x-kubernetes-validations"] = [

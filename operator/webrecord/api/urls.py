@@ -27,6 +27,8 @@ import ada_url
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+URL_CHARS_RULE = "must not contain backslashes, spaces or control characters"
+CEL_URL_CHARS = "!self.matches('[\\\\x00-\\\\x20\\\\x7f-\\\\x9f\\\\\\\\]')"  # the same, for the CRD
 _SCHEME = re.compile(r"^(https?)://", re.IGNORECASE)
 _DOTTED = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
 
@@ -51,7 +53,7 @@ class ParsedUrl:
 def parse_http_url(url: str) -> ParsedUrl:
     """Parse an http(s) URL as the browser does, or raise UrlRejected naming the rule."""
     if _BAD_CHARS.search(url):
-        raise UrlRejected("must not contain backslashes, spaces or control characters")
+        raise UrlRejected(URL_CHARS_RULE)
     if not _SCHEME.match(url):
         raise UrlRejected("must be an http:// or https:// URL")
     try:
