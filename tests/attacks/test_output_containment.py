@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,48 @@ def test_local_backend_token_and_task_files_private_at_creation(
     task_dir = Path(server.settings.state_dir).resolve() / "tasks" / reply.body["TaskID"]
     for name in ("token", "task.json"):
         assert stat.S_IMODE((task_dir / name).stat().st_mode) == 0o600, name
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from delivery.moto_server import start_moto, stop_process
+
+    proc, endpoint = start_moto()
+    try:
+        yield endpoint
+    finally:
+        stop_process(proc)
+
+
+async def test_two_tasks_never_overwrite_each_others_objects(
+        tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    client = boto3.session.Session().client("s3", endpoint_url=moto_endpoint,
+                                            region_name="us-east-1")
+    client.create_bucket(Bucket="shared")
+    settings = DeliverySettings(s3_endpoint_url=moto_endpoint, s3_default_region="us-east-1")
+
+    async def upload(task: RecordingTask, content: bytes):
+        async def on_phase(_: Phase) -> None:
+            return None
+        status = RecorderStatus(task_id=task.task_id, stop_time=1_800_000_000)
+        video = _video(tmp_path / task.task_id / content.decode(), content=content)
+        return await deliver(task, [video], status, on_phase, settings)
+
+    def body(key: str) -> bytes:
+        return client.get_object(Bucket="shared", Key=key)["Body"].read()
+
+    named_a = _task("wr-a", "d", "same", bucket="shared")
+    assert (await upload(named_a, b"A")).error_code is None
+    refused = await upload(_task("wr-b", "d", "same", bucket="shared"), b"B")
+    assert refused.error_code is ErrorCode.UPLOAD_FAILED and "not overwritten" in refused.error_message
+    assert body("d/same.mp4") == b"A"
+    assert (await upload(named_a, b"A")).error_code is None  # the same task again: its own key
+    # Default names (the stop time) that collide: the second becomes its own.
+    assert (await upload(_task("wr-c", "e", bucket="shared"), b"C")).error_code is None
+    other = await upload(_task("wr-d", "e", bucket="shared"), b"D")
+    assert other.error_code is None and other.videos[0].filename == "1800000000_wr-d.mp4"
+    assert body("e/1800000000.mp4") == b"C" and body("e/1800000000_wr-d.mp4") == b"D"

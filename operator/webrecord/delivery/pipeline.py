@@ -192,16 +192,19 @@ def _to_cos(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
             plan.errors.append(failure)
             continue
         mark = f"cos:{cos.bucket}:{key}"
-        if mark in done:
-            plan.file_url = done[mark]
-            continue
         try:
+            if mark not in done:
+                key = _free_key(bucket, task, prefix, plan, key)
+                mark = f"cos:{cos.bucket}:{key}"
+            if mark in done:
+                plan.file_url = done[mark]
+                continue
             if plan.video.muxer == "hls":
                 parts = {object_key(prefix, rel): path
                          for rel, path in hls_files(plan.video.path).items()}
-                bucket.upload_many(parts, last=(key, plan.video.path))
+                bucket.upload_many(parts, last=(key, plan.video.path), owner=task.task_id)
             else:
-                bucket.upload_file(plan.video.path, key)
+                bucket.upload_file(plan.video.path, key, owner=task.task_id)
         except DeliveryFailure as failure:
             plan.errors.append(failure)
             continue
@@ -210,6 +213,22 @@ def _to_cos(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
             continue
         plan.file_url = bucket.file_url(key)
         done[mark] = plan.file_url
+
+
+def _free_key(bucket: Bucket, task: RecordingTask, prefix: str, plan: _Plan, key: str) -> str:
+    """`key`, unless another task's object holds it: then refused for a name the caller chose,
+    or made ours with `_<task id>` for a default name. (A check, then the upload: two tasks
+    finishing in the same instant with the same explicit name can still race.)"""
+    owner = bucket.owner_of(key)
+    if owner is None or owner == task.task_id:
+        return key
+    if named_by_caller(task):
+        raise DeliveryFailure(
+            ErrorCode.UPLOAD_FAILED,
+            f"s3://{bucket.name}/{key} exists and holds another recording (not overwritten; "
+            "choose another TargetName)")
+    plan.stem = f"{plan.stem}_{task.task_id}"
+    return object_key(prefix, f"{plan.stem}{_extension(plan.video)}")
 
 
 def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,

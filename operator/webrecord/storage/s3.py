@@ -35,6 +35,9 @@ CONTENT_TYPES = {
 }
 
 
+OWNER_METADATA = "webrecord-task"  # x-amz-meta-webrecord-task: the task that wrote the object
+
+
 class StorageError(Exception):
     """An object-store operation failed; `code` is the service's error code when known."""
 
@@ -169,12 +172,16 @@ class Bucket:
 
     # --- operations ---
 
-    def upload_file(self, path: Path, key: str) -> None:
-        """Upload one file; multipart with parallel parts above the threshold."""
+    def upload_file(self, path: Path, key: str, owner: str | None = None) -> None:
+        """Upload one file; multipart with parallel parts above the threshold. `owner` (a task
+        id) is stored as the object's metadata, so `owner_of` can tell whose object it is."""
+        extra = {"ContentType": content_type(path)}
+        if owner:
+            extra["Metadata"] = {OWNER_METADATA: owner}
         try:
             self.client.upload_file(
                 str(path), self.name, key,
-                ExtraArgs={"ContentType": content_type(path)},
+                ExtraArgs=extra,
                 Config=self.transfer,
             )
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
@@ -205,18 +212,38 @@ class Bucket:
                   count=aborted)
         return aborted
 
-    def upload_many(self, files: dict[str, Path], last: tuple[str, Path] | None = None) -> None:
+    def upload_many(self, files: dict[str, Path], last: tuple[str, Path] | None = None,
+                    owner: str | None = None) -> None:
         """Upload `{key: path}` in parallel, then `last` (e.g. an HLS playlist) once all
         others are stored, so the playlist never names a segment that is not there yet."""
         if files:
             workers = min(self.settings.s3_concurrency, len(files))
             with ThreadPoolExecutor(workers, thread_name_prefix="s3-up") as pool:
-                futures = [pool.submit(self.upload_file, p, k) for k, p in files.items()]
+                futures = [pool.submit(self.upload_file, p, k, owner) for k, p in files.items()]
                 errors = [f.exception() for f in futures if f.exception() is not None]
             if errors:
                 raise errors[0]
         if last is not None:
-            self.upload_file(last[1], last[0])
+            self.upload_file(last[1], last[0], owner)
+
+    def owner_of(self, key: str) -> str | None:
+        """None when `key` does not exist (or cannot be checked: upload-only credentials may
+        not read, and the upload then says what is wrong); else the task id it was uploaded
+        for ("" when it was not uploaded by a task)."""
+        try:
+            head = self.client.head_object(Bucket=self.name, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code"))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                event(log, "cannot check whether the key exists: it may be overwritten",
+                      logging.WARNING, bucket=self.name, key=key)
+                return None
+            raise self._error("check", key, exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error("check", key, exc) from None
+        return (head.get("Metadata") or {}).get(OWNER_METADATA, "")
 
     def list_keys(self, prefix: str) -> list[dict]:
         """Objects under `prefix`: dicts with Key and Size, sorted by key."""
