@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from adapter.conftest import KEYS, make_server, server, signed_server  # noqa: F401 - fixtures
+from delivery.conftest import moto_endpoint  # noqa: F401 - fixture (moto S3 on loopback)
 
 from .egress_servers import HitServer
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,17 +180,6 @@ def test_local_backend_token_and_task_files_private_at_creation(
     task_dir = Path(server.settings.state_dir).resolve() / "tasks" / reply.body["TaskID"]
     for name in ("token", "task.json"):
         assert stat.S_IMODE((task_dir / name).stat().st_mode) == 0o600, name
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from delivery.moto_server import start_moto, stop_process
-
-    proc, endpoint = start_moto()
-    try:
-        yield endpoint
-    finally:
-        stop_process(proc)
 
 
 async def test_two_tasks_never_overwrite_each_others_objects(
