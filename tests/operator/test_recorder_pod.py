@@ -114,7 +114,16 @@ def test_resources_grow_with_resolution(small: tuple[int, int], big: tuple[int, 
         assert _mi(r["limits"]["memory"]) >= _mi(r["requests"]["memory"]) > _mi(r["shm"])
 
 
-def test_active_deadline_backs_up_the_time_limit() -> None:
-    settings = OperatorSettings(start_deadline_s=10, time_limit_grace_s=5, finish_deadline_s=20)
+def test_active_deadline_backs_up_the_time_limits() -> None:
+    """Recorded time (MaxDurationLimit) cannot outrun the wall-clock cap, so the cap bounds the
+    recording however it was paused; then grace, packaging and upload. The recorder gets the
+    same cap."""
+    settings = OperatorSettings(start_deadline_s=10, time_limit_grace_s=5, finish_deadline_s=20,
+                                max_wall_s=600)
     pod = podlib.build_pod(OWNER, settings)
-    assert pod["spec"]["activeDeadlineSeconds"] == 60 + 10 + 5 + 20
+    assert pod["spec"]["activeDeadlineSeconds"] == 600 + 10 + 5 + 20
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["WEBRECORD_MAX_WALL_SECONDS"] == "600"
+    # Defaults: a 10-hour recording (the protocol's maximum) has an hour to package and upload.
+    default = OperatorSettings()
+    assert default.max_wall_s >= 36000 and default.finish_deadline_s >= 3600

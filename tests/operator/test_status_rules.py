@@ -97,16 +97,20 @@ def test_final_status_from_termination_message() -> None:
 
 
 def test_time_limit_and_finish_deadline() -> None:
-    rec = _rec(status=Phase.RECORDING, start_time=1000)
-    assert not st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1069)
-    assert st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=1071)
-    assert not st.time_limit_passed({}, _rec(status=Phase.UPLOAD, start_time=1000), 60, 10, 5000)
-    # never started (browser launching, waiting for ManualStart): the clock runs after an
-    # allowance from the creation
+    # MaxDurationLimit is recorded time: a long pause does not count, recorded seconds do.
+    rec = _rec(status=Phase.RECORDING, start_time=1000, create_time=990, recorded_seconds=69)
+    assert not st.time_limit_passed({}, rec, limit_s=60, grace_s=10, now=5000, max_wall_s=9000)
+    rec = _rec(status=Phase.RECORDING, start_time=1000, create_time=990, recorded_seconds=71)
+    assert "recorded time" in st.time_limit_passed({}, rec, 60, 10, 1071, max_wall_s=9000)
+    assert not st.time_limit_passed({}, _rec(status=Phase.UPLOAD, recorded_seconds=99), 60, 10,
+                                    5000, max_wall_s=100)
+    # Paused, waiting for ManualStart or stuck: the wall-clock cap from creation.
+    paused = _rec(status=Phase.PAUSED, create_time=1000, recorded_seconds=5)
+    assert not st.time_limit_passed({}, paused, 60, 10, 1109, max_wall_s=100)
+    assert "wall-clock cap" in st.time_limit_passed({}, paused, 60, 10, 1111, max_wall_s=100)
     never = _rec(status=Phase.NORMAL)
-    assert not st.time_limit_passed({"createTime": 1000}, never, 60, 10, 1071, start_allowance_s=30)
-    assert st.time_limit_passed({"createTime": 1000}, never, 60, 10, 1101, start_allowance_s=30)
-    assert not st.time_limit_passed({}, never, 60, 10, 99999)
+    assert st.time_limit_passed({"createTime": 1000}, never, 60, 10, 1111, max_wall_s=100)
+    assert not st.time_limit_passed({}, never, 60, 10, 99999, max_wall_s=100)
 
     forced = {"conditions": st.with_condition(None, st.COND_TIME_LIMIT, True, "Stopped", "", 2000)}
     busy = _rec(status=Phase.UPLOAD)

@@ -16,6 +16,7 @@ from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
 from .media import assert_av, av_onsets, frame_codes
+from .test_session import running
 
 pytestmark = pytest.mark.browser
 
@@ -31,8 +32,7 @@ async def record_rotating(tmp_path: Path, url: str, seconds: float,
                          spec=RecordingSpec(record_url=url, width=640, height=360))
     session = Session(task, tmp_path / "work", RecorderSettings(segment_seconds=ROTATE_S),
                       on_segment=lambda p: stored.append((p, time.monotonic())))
-    run = asyncio.create_task(session.run())
-    try:
+    async with running(session) as run:
         await asyncio.wait_for(session.started_event.wait(), 30)
         if pause:
             await asyncio.sleep(seconds / 2)
@@ -45,10 +45,6 @@ async def record_rotating(tmp_path: Path, url: str, seconds: float,
         stop_at = time.monotonic()
         await session.control(Action.STOP)
         status = await asyncio.wait_for(run, 60)
-    finally:
-        if not run.done():
-            run.cancel()
-            await asyncio.wait([run], timeout=30)
     assert status.result.error_code is None, status.result
     # Segments closed by the timer were handed to the store while recording went on.
     before_stop = [p for p, at in stored if at < stop_at]

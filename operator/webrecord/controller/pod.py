@@ -123,13 +123,12 @@ def resources(spec: RecordingSpec, settings: OperatorSettings) -> dict[str, Any]
 
 
 def active_deadline(spec: RecordingSpec, settings: OperatorSettings) -> int:
-    """Kubelet-enforced end of the pod: the time limit survives even an operator outage."""
-    return int(
-        spec.max_duration_limit
-        + settings.start_deadline_s
-        + settings.time_limit_grace_s
-        + settings.finish_deadline_s
-    )
+    """Kubelet-enforced end of the pod: the time limits survive even an operator outage.
+
+    Recorded time cannot exceed the wall-clock cap, so the cap bounds the recording (however
+    it was paused); then the operator's grace, and packaging plus upload."""
+    return int(settings.max_wall_s + settings.start_deadline_s + settings.time_limit_grace_s
+               + settings.finish_deadline_s)
 
 
 def recorder_args(settings: OperatorSettings) -> list[str]:
@@ -155,6 +154,8 @@ def recorder_env(settings: OperatorSettings) -> list[dict[str, Any]]:
         "TMPDIR": tmp,
         "PYTHONDONTWRITEBYTECODE": "1",
         "WEBRECORD_TERMINATION_LOG": settings.termination_log,
+        # One wall-clock cap for the recorder and the operator's backstop.
+        "WEBRECORD_MAX_WALL_SECONDS": f"{settings.max_wall_s:g}",
     }
     env.update(settings.recorder_env)
     return [{"name": k, "value": v} for k, v in env.items()]

@@ -67,9 +67,14 @@ class OperatorSettings(BaseSettings):
     poll_interval_s: float = Field(2.0, gt=0, description="GET /status period per active task")
     control_timeout_s: float = Field(10.0, gt=0, description="One HTTP call to a recorder")
     start_deadline_s: float = Field(300.0, gt=0, description="Pod not running by then: lost")
-    time_limit_grace_s: float = Field(60.0, ge=0, description="Past MaxDurationLimit: send Stop")
+    time_limit_grace_s: float = Field(
+        60.0, ge=0, description="Past MaxDurationLimit (recorded time) or max_wall_s: send Stop")
+    max_wall_s: float = Field(
+        86400.0, gt=0, le=90000, description="Wall-clock cap of a task from its creation "
+        "(paused or stuck tasks end here); given to the recorder as WEBRECORD_MAX_WALL_SECONDS")
     finish_deadline_s: float = Field(
-        1800.0, gt=0, description="After a forced Stop: delete the pod if still not finished"
+        3600.0, gt=0, description="After a forced Stop: delete the pod if still not finished "
+        "(room to package and upload a 10-hour recording)"
     )
     delete_wait_s: float = Field(60.0, ge=0, description="Finalizer: wait this long for Stop")
     unreachable_grace_s: float = Field(

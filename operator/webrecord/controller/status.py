@@ -198,23 +198,22 @@ def created_at(obj: dict[str, Any]) -> float | None:
 
 def time_limit_passed(
     status: dict[str, Any], rec: RecorderStatus, limit_s: int, grace_s: float, now: float,
-    start_allowance_s: float = 0.0,
-) -> bool:
-    """The recorder should have stopped on its own by now (MaxDurationLimit + grace).
+    max_wall_s: float,
+) -> str | None:
+    """Why the recorder should have stopped on its own by now, or None.
 
-    Counted from the recording's start; a task that never started (browser launching, waiting
-    for ManualStart) is given `start_allowance_s` after its creation before the clock runs.
+    MaxDurationLimit means recorded time (pauses excluded) here as in the recorder; a task
+    paused, waiting or stuck ends at the wall-clock cap counted from its creation. Both get
+    `grace_s` before the operator steps in.
     """
     if not rec.status.active:
-        return False
-    if rec.start_time:
-        begin: float = rec.start_time
-    else:
-        created = status.get("createTime") or rec.create_time
-        if created is None:
-            return False
-        begin = created + start_allowance_s
-    return now > begin + limit_s + grace_s
+        return None
+    if rec.recorded_seconds > limit_s + grace_s:
+        return f"MaxDurationLimit {limit_s} s of recorded time passed"
+    created = status.get("createTime") or rec.create_time
+    if created is not None and now > created + max_wall_s + grace_s:
+        return f"the wall-clock cap of {max_wall_s:g} s since creation passed"
+    return None
 
 
 def finish_overdue(status: dict[str, Any], rec: RecorderStatus, deadline_s: float, now: float) -> bool:

@@ -343,16 +343,23 @@ class Session:
             if last is not None and last.exists() and last.stat().st_size > 0:
                 self._segment_closed(last)
 
+    def _wall_left(self) -> float:
+        """Seconds until the task's wall-clock cap (from createTime; survives replacements)."""
+        created = float(self.status.create_time or now())
+        return created + self.settings.max_wall_seconds - time.time()
+
     def _deadline(self) -> float | None:
         """Seconds until the next timer fires in the current phase."""
         phase = self.status.status
         if phase == Phase.NORMAL:
-            return self._created + self.manual_start_timeout - time.monotonic()
-        if phase == Phase.RECORDING:
-            return self.spec.max_duration_limit - self.recorded_seconds()
-        if phase == Phase.PAUSED:
-            return self._paused_since + self.settings.max_paused_seconds - time.monotonic()
-        return None
+            left = self._created + self.manual_start_timeout - time.monotonic()
+        elif phase == Phase.RECORDING:
+            left = self.spec.max_duration_limit - self.recorded_seconds()
+        elif phase == Phase.PAUSED:
+            left = self._paused_since + self.settings.max_paused_seconds - time.monotonic()
+        else:
+            return None
+        return min(left, self._wall_left())
 
     async def _loop(self) -> None:
         while True:
@@ -384,6 +391,11 @@ class Session:
 
     async def _timer_fired(self) -> None:
         phase = self.status.status
+        if self._wall_left() <= 0:
+            event(log, "auto stop", reason="wall-clock cap reached",
+                  max_wall_seconds=self.settings.max_wall_seconds)
+            await self._stop(f"stopped: the task reached its wall-clock cap "
+                             f"({self.settings.max_wall_seconds:g} s since it was created)")
         if phase == Phase.NORMAL:
             raise RecorderError(
                 ErrorCode.MANUAL_START_TIMEOUT,

@@ -66,4 +66,9 @@ class RecorderSettings(BaseSettings):
     max_browser_restarts: int = Field(3, ge=0)
     max_encoder_restarts: int = Field(3, ge=0)
     max_paused_seconds: float = Field(21600.0, gt=0, description="Auto-stop after this long paused")
+    # MaxDurationLimit counts recorded time only (pauses excluded); this caps the wall-clock
+    # life of a task from its createTime (paused, waiting or stuck). At most 25 h: segment
+    # timestamps (MPEG-TS, one clock per task) wrap after 26.5 h.
+    max_wall_seconds: float = Field(86400.0, gt=0, le=90000,
+                                    description="Auto-stop this long after the task was created")
     progress_interval: float = Field(1.0, gt=0)

@@ -155,9 +155,9 @@ async def tick(
     merged = st.merged(current, changes)
 
     limit = RecordingSpec.model_validate(dict(spec)).max_duration_limit
-    if st.time_limit_passed(merged, rec, limit, settings.time_limit_grace_s, now,
-                            settings.start_deadline_s):
-        changes.update(await _force_stop(rt, body, name, merged, base, token, limit, now))
+    if reason := st.time_limit_passed(merged, rec, limit, settings.time_limit_grace_s, now,
+                                      settings.max_wall_s):
+        changes.update(await _force_stop(rt, body, name, merged, base, token, reason, now))
     elif st.finish_overdue(merged, rec, settings.finish_deadline_s, now):
         apply(patch, changes)
         await finish_task(
@@ -177,13 +177,13 @@ async def tick(
 
 
 async def _force_stop(rt: Any, body: Any, name: str, status: dict[str, Any], base: str,
-                      token: str | None, limit: int, now: float) -> dict[str, Any]:
-    """The recorder outlived MaxDurationLimit: send Stop (no seq: not a user's control)."""
+                      token: str | None, reason: str, now: float) -> dict[str, Any]:
+    """The recorder outlived its time limit: send Stop (no seq: not a user's control)."""
     first = (st.condition(status, st.COND_TIME_LIMIT) or {}).get("status") != "True"
-    message = f"MaxDurationLimit {limit} s passed and the recorder still records: Stop sent"
+    message = f"{reason} and the recorder has not stopped: Stop sent"
     if first:
         kopf.warn(body, reason="TimeLimitReached", message=message)
-        event(log, "time limit reached, stopping", logging.WARNING, task=name, limit=limit)
+        event(log, "time limit reached, stopping", logging.WARNING, task=name, reason=reason)
     changes: dict[str, Any] = {}
     if first:
         changes["conditions"] = st.with_condition(
