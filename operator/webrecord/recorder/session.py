@@ -245,11 +245,11 @@ class Session:
         """RecordURL judged again here, before anything starts: every path (adapter, kubectl,
         `record`) reaches a recorder, and only this one sees the network the page will see."""
         from webrecord.api.urls import UrlRejected
-        from webrecord.egress.policy import EgressPolicy
         from webrecord.urlcheck import url_refusal
 
         try:
-            _, reason = await url_refusal(self.spec.record_url, EgressPolicy())
+            # The same policy the egress proxy applies to every connection of this session.
+            _, reason = await url_refusal(self.spec.record_url, EgressPolicy(self.egress_settings))
         except UrlRejected as exc:
             reason = exc.rule
         if reason is not None:
