@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 PAGES_DIR = Path(__file__).parent / "pages"
+
+# Failing uploads are retried for minutes in production (WEBRECORD_DELIVERY_RETRY_S); tests of
+# failure paths would wait that long. Tests of the retry itself set it explicitly.
+os.environ.setdefault("WEBRECORD_DELIVERY_RETRY_S", "0")
 
 # The real Kubernetes control plane (control_plane, k8s_namespace fixtures): tests/controlplane/;
 # a real one-node cluster that runs pods (node_cluster fixture): tests/node/.

@@ -31,6 +31,8 @@ def _hermetic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     in (the names come from the settings class itself, so new fields are covered)."""
     for name in DeliverySettings.model_fields:
         monkeypatch.delenv(f"WEBRECORD_{name.upper()}", raising=False)
+    # Failure paths end at once unless a test is about the retry window itself.
+    monkeypatch.setenv("WEBRECORD_DELIVERY_RETRY_S", "0")
     # The callback receivers here are on 127.0.0.1; the egress policy refuses loopback unless
     # told (tests/attacks/test_egress_callback.py tests the refusals).
     monkeypatch.setenv("WEBRECORD_EGRESS_ALLOW_LOOPBACK", "true")

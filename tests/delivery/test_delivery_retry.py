@@ -140,3 +140,66 @@ def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:
                            str(tmp_path / "task.json"), "--work-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no videos" in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_upload_retries_until_the_target_comes_back(tmp_path: Path, moto_endpoint: str,
+                                                    bucket: str) -> None:
+    """The bucket's endpoint is down for ~6 s (a port nobody listens on, then a forwarder to
+    moto): delivery keeps trying with backoff and succeeds once it is back."""
+    import socket
+    import threading
+
+    from webrecord.delivery.pipeline import LocalVideo, deliver
+
+    from .conftest import fast_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    video = tmp_path / "v.mp4"
+    write_random(video, 256 * 1024)
+    task = make_task(output={"cos": {"bucket": bucket, "region": "us-east-1"}})
+    settings = fast_settings(s3_endpoint_url=f"http://127.0.0.1:{port}", delivery_retry_s=60,
+                             delivery_backoff_s=0.5, delivery_backoff_max_s=2)
+    upstream = moto_endpoint.rsplit(":", 1)[1]
+
+    def come_back() -> None:  # after 6 s, a TCP forwarder on the dead port
+        import time
+        time.sleep(6)
+        server = socket.create_server(("127.0.0.1", port))
+        server.settimeout(60)
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", int(upstream)))
+            threading.Thread(target=pipe, args=(client, up), daemon=True).start()
+            threading.Thread(target=pipe, args=(up, client), daemon=True).start()
+
+    threading.Thread(target=come_back, daemon=True).start()
+
+    async def on_phase(_: Phase) -> None:
+        pass
+
+    import time
+    began = time.monotonic()
+    result = asyncio.run(deliver(task, [LocalVideo(video, 1.0, "mp4")], make_status(), on_phase,
+                                 settings))
+    took = time.monotonic() - began
+    assert result.error_code is None, result
+    assert took >= 5, took  # it did wait for the target
+    assert result.videos[0].file_size == 256 * 1024

@@ -1,9 +1,12 @@
 """`webrecord deliver`: retry the delivery of a finished recording whose files were kept.
 
     webrecord deliver --task FILE --work-dir DIR [--status-file FILE] [--video PATH[:SECONDS]]
+                      [--from-segments]
 
 The videos come from the delivery manifest (`delivery.json`, written by the first attempt
-beside the videos somewhere under DIR) unless given with --video. Targets that already
+beside the videos somewhere under DIR) unless given with --video; with --from-segments they are
+joined anew from the task's segment store (StorageType cos: the segment bucket; cfs:
+WEBRECORD_SEGMENT_DIR), for a recorder whose local files are gone with its pod. Targets that already
 succeeded are not redone; the callback is sent again with the new result. The recorder's status
 file (default DIR/status.json, when present) is updated to `finished` with the new Result.
 Exit code 0 when the delivery (and callback) succeeded, 1 when the Result carries an error,
@@ -36,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--status-file", help="recorder status file (default DIR/status.json)")
     parser.add_argument("--video", action="append", default=[], metavar="PATH[:SECONDS]",
                         help="a video to deliver (repeatable); default: from the manifest")
+    parser.add_argument("--from-segments", action="store_true",
+                        help="package the task's stored segments into DIR, then deliver")
     parser.set_defaults(func=run)
 
 
@@ -62,6 +67,32 @@ def _parse_video(spec: str) -> LocalVideo:
     return LocalVideo(path=path_obj.resolve(), duration=float(seconds or 0), muxer=muxer)
 
 
+async def _package_stored(task: RecordingTask, work_dir: Path) -> list[LocalVideo]:
+    """The task's stored segments joined into one video under `work_dir`."""
+    from webrecord.recorder.package import package_hls, package_mp4
+    from webrecord.recorder.resume import fetch_stored_segments
+    from webrecord.recorder.settings import RecorderSettings
+    from webrecord.storage.segments import SegmentStore
+
+    settings = RecorderSettings()
+    store = SegmentStore.for_task(task, work_dir)
+    try:
+        stored = await fetch_stored_segments(store, work_dir / "segments", settings)
+    finally:
+        await asyncio.to_thread(store.close)
+    if not stored.segments:
+        raise ValueError(f"no stored segments of task {task.task_id} in {store.location}")
+    video = task.spec.output.video
+    if video.muxer == "hls":
+        out = await package_hls(stored.segments, work_dir / "output" / "hls" /
+                                f"{task.task_id}.m3u8", work_dir, settings,
+                                video.encrypt_key, video.auth_url)
+    else:
+        out = await package_mp4(stored.segments, work_dir / "output" / f"{task.task_id}.mp4",
+                                work_dir, settings)
+    return [LocalVideo(out.path, out.duration, out.muxer)]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         task = RecordingTask.model_validate_json(Path(args.task).read_text())
@@ -79,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
         videos = [_parse_video(v) for v in args.video]
     except ValueError:
         return _fail("--video: expected PATH or PATH:SECONDS")
+    if not videos and args.from_segments:
+        try:
+            videos = asyncio.run(_package_stored(task, work_dir))
+        except Exception as exc:  # noqa: BLE001 - StorageError, OSError, RecorderError: say it
+            return _fail(f"--from-segments: {exc}")
     if not videos:
         videos = [LocalVideo(Path(v["path"]), float(v["duration"]), v["muxer"])
                   for v in manifest.get("videos", [])]

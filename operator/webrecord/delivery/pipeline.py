@@ -366,6 +366,42 @@ def _failure_result(base: Result, plans: list[_Plan]) -> Result:
     return result
 
 
+# Faults a later try can get past (a target down, a full target disk being cleaned up).
+_RETRYABLE = {ErrorCode.UPLOAD_FAILED, ErrorCode.VOD_FAILED, ErrorCode.DISK_FULL}
+
+
+async def _upload_with_retries(task: RecordingTask, videos: list[LocalVideo],
+                               status: RecorderStatus, settings: DeliverySettings,
+                               done: dict[str, Any]) -> list["_Plan"]:
+    """Upload, and while a target fails, try again with a doubling wait for up to
+    `delivery_retry_s` (targets that succeeded are remembered in `done` and not redone)."""
+    deadline = time.monotonic() + settings.delivery_retry_s
+    wait = settings.delivery_backoff_s
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            plans = await asyncio.to_thread(_upload, task, videos, status, settings, done)
+        except Exception as exc:  # noqa: BLE001 - a bug must still end in a Result, not a crash
+            log.exception("delivery failed unexpectedly")
+            return [_Plan(v, v.path.stem, errors=[DeliveryFailure(
+                ErrorCode.INTERNAL, f"delivery failed: {exc.__class__.__name__}: {exc}")])
+                for v in videos]
+        errors = [err for plan in plans for err in plan.errors]
+        if not errors or any(err.code not in _RETRYABLE for err in errors):
+            return plans
+        if time.monotonic() + wait > deadline:
+            for plan in plans:
+                for err in plan.errors:
+                    err.message = f"{err.message} (gave up after {tries} tries in " \
+                                  f"{settings.delivery_retry_s:g} s)"
+            return plans
+        event(log, "delivery failed; retrying", logging.WARNING, task=task.task_id, tries=tries,
+              wait_s=wait, error=errors[0].message)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, settings.delivery_backoff_max_s)
+
+
 async def deliver(
     task: RecordingTask,
     videos: list[LocalVideo],
@@ -382,13 +418,7 @@ async def deliver(
     manifest = _load_manifest(manifest_path, task.task_id)
     done: dict[str, Any] = dict(manifest.get("done", {}))
     started = time.monotonic()
-    try:
-        plans = await asyncio.to_thread(_upload, task, videos, status, settings, done)
-    except Exception as exc:  # noqa: BLE001 - a bug must still end in a Result, not a crash
-        log.exception("delivery failed unexpectedly")
-        plans = [_Plan(v, v.path.stem, errors=[DeliveryFailure(
-            ErrorCode.INTERNAL, f"delivery failed: {exc.__class__.__name__}: {exc}")])
-            for v in videos]
+    plans = await _upload_with_retries(task, videos, status, settings, done)
     result = _failure_result(status.result, plans)
     if not videos and result.error_code is None:
         result.error_code = ErrorCode.NOTHING_RECORDED

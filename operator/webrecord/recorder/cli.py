@@ -405,7 +405,7 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
             failures = await asyncio.to_thread(store.wait, 120)
             if failures:
                 event(log, "segments not stored", logging.WARNING, failures=failures)
-        result = await _deliver(task, session, status)
+        result = _where_kept(await _deliver(task, session, status), store, suspends)
         session.finish(result)
         event(log, "task finished", task=task.task_id,
               error_code=result.error_code.value if result.error_code else None)
@@ -424,6 +424,19 @@ def _segment_store(task: RecordingTask, work_dir: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - recording matters more than the extra copy
         event(log, "no segment store", logging.WARNING, error=str(exc))
         return None
+
+
+def _where_kept(result: Result, store: Any, durable: bool) -> Result:
+    """A delivery that gave up says where the recording survives: the segment store (the local
+    file dies with a pod), and how to finish the delivery later."""
+    from webrecord.delivery.pipeline import DELIVERY_CODES
+
+    if (result.error_code not in DELIVERY_CODES or result.error_code == ErrorCode.CALLBACK_FAILED
+            or store is None or not durable):
+        return result
+    note = (f"the recording's segments are kept in {store.location}; "
+            f"`webrecord deliver --from-segments` delivers them later")
+    return result.model_copy(update={"error_message": f"{result.error_message}; {note}"})
 
 
 def _sigterm_suspends(settings: RecorderSettings, store: Any, work_dir: Path) -> bool:

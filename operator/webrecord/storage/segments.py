@@ -93,6 +93,11 @@ class SegmentStore(abc.ABC):
         with self._lock:
             return dict(self._failures)
 
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the segments are kept, in words a person can act on."""
+
     @abc.abstractmethod
     def list(self) -> list[StoredSegment]:
         """Segments already stored for this task, sorted by name."""
@@ -140,6 +145,10 @@ class CosSegmentStore(SegmentStore):
         self.prefix = f"{prefix.strip('/')}/{task_id}/" if prefix.strip("/") else f"{task_id}/"
         self.attempts = attempts
 
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket.name}/{self.prefix}"
+
     def _store(self, path: Path, name: str) -> StoredSegment:
         key = self.prefix + name
         # botocore already retries each request; these outer tries ride out a longer outage
@@ -177,6 +186,10 @@ class CfsSegmentStore(SegmentStore):
     def __init__(self, task_id: str, root: Path) -> None:
         super().__init__(task_id)
         self.root = root
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     def _store(self, path: Path, name: str) -> StoredSegment:
         final = self.root / name

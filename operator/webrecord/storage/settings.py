@@ -69,6 +69,12 @@ class DeliverySettings(BaseSettings):
         None, description="Public URL of output_dir; FileURL = base/task/name (default file://)"
     )
 
+    # --- retries of the whole upload stage (a target down for minutes) ---
+    delivery_retry_s: float = Field(
+        600.0, ge=0, description="Keep retrying failed uploads this long before giving up")
+    delivery_backoff_s: float = Field(2.0, gt=0, description="First wait between tries; doubles")
+    delivery_backoff_max_s: float = Field(60.0, gt=0)
+
     # --- callback ---
     callback_secret: SecretStr | None = Field(None, description="HMAC key for callback bodies")
     callback_secret_file: Path | None = Field(None, description="Mounted file with that key")
