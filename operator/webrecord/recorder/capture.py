@@ -243,7 +243,8 @@ class Capture:
 
     def error_text(self) -> str:
         lines = [line for line in self.stderr_tail if line.strip()]
-        return lines[-1] if lines else "ffmpeg exited"
+        full = [line for line in lines if any(m in line for m in _DISK_FULL_MARKERS)]
+        return (full or lines or ["ffmpeg exited"])[-1]
 
     async def stop(self) -> int | None:
         """Ask ffmpeg to finish ('q'), wait a bounded time, then kill the group."""

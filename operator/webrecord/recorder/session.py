@@ -221,10 +221,6 @@ class Session:
                 self.status.result = Result(error_code=ErrorCode.CANCELED,
                                             error_message="canceled: no video produced")
                 return self.status
-            if error is not None and error.code == ErrorCode.DISK_FULL:
-                self._discard_segments()  # give the space back; a partial file would be broken
-                self.status.result = Result(error_code=error.code, error_message=error.message)
-                return self.status
             self._update(status=Phase.TRANSCODE, message="packaging")
             try:
                 self.packaged = await self._package()
@@ -479,9 +475,9 @@ class Session:
             self._update(message="recording (browser restarted)")
 
     async def _recover_encoder(self, capture: Capture) -> None:
-        await self._close_segment()
         if capture.disk_full:
-            raise RecorderError(ErrorCode.DISK_FULL, "disk full while recording: " + capture.error_text())
+            await self._disk_full(capture)
+        await self._close_segment()
         self._encoder_restarts += 1
         if self._encoder_restarts > self.settings.max_encoder_restarts:
             raise RecorderError(ErrorCode.ENCODER_FAILED,
@@ -489,6 +485,22 @@ class Session:
         event(log, "restarting ffmpeg", logging.WARNING, restarts=self._encoder_restarts)
         await self._open_segment()
         self._update(message="recording (encoder restarted)")
+
+    async def _disk_full(self, capture: Capture) -> None:
+        """The disk filled while recording: the closed segments stay (already in the segment
+        store, and packaged below when there is room for it); the segment that hit the limit
+        is cut short, so it goes, which also gives back some room."""
+        self.current = None
+        await capture.stop()
+        partial = capture.last_path
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+            capture.paths.remove(partial)
+        closed = [p for p in self.segment_paths() if p.exists()]
+        self._update()
+        raise RecorderError(
+            ErrorCode.DISK_FULL, f"disk full while recording ({capture.error_text()}); "
+            f"{len(closed)} closed segments kept in {self.seg_dir}")
 
     def _reject_pending(self) -> None:
         while not self._queue.empty():
