@@ -38,6 +38,8 @@ FAST = {
     "WEBRECORD_OPERATOR_DELETE_WAIT_S": "20",
     "WEBRECORD_CALLBACK_ATTEMPTS": "3",
     "WEBRECORD_CALLBACK_BACKOFF_S": "0.1",
+    # Most tests here make tasks without an output; the refusal has its own test.
+    "WEBRECORD_OPERATOR_POD_LOCAL_OUTPUT": "true",
 }
 
 

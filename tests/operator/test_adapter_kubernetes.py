@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from webrecord.adapter.errors import ApiError
+
 from opkit import Kube, wait_for
 from webrecord.adapter.backends import base, kubernetes as kbackend
 from webrecord.adapter.settings import AdapterSettings
@@ -24,8 +26,19 @@ async def test_start_describe_list_control(kube: Kube, start_operator: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kbackend, "CONTROL_WAIT_S", 1.0)
     start_operator()
+    refusing = kbackend.create(AdapterSettings(backend="kubernetes", namespace=kube.ns,
+                                               kubeconfig=kube.cp.kubeconfig))
+    await refusing.open()
+    try:  # no Output.Cos/Vod and no filesystem output mounted in the pods: refused at Start
+        with pytest.raises(ApiError, match="no storage target") as refused:
+            await refusing.start(_task("wr-nowhere"), "key-1")
+        assert refused.value.code.value == "InvalidParam"
+        assert kube.get("webrecording", "wr-nowhere") is None
+    finally:
+        await refusing.close()
     backend = kbackend.create(AdapterSettings(backend="kubernetes", namespace=kube.ns,
-                                              kubeconfig=kube.cp.kubeconfig))
+                                              kubeconfig=kube.cp.kubeconfig,
+                                              cluster_filesystem_output=True))
     await backend.open()
     try:
         started = await backend.start(_task("wr-aaa"), "key-1")

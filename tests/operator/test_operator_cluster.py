@@ -187,3 +187,16 @@ def test_concurrency_limit_queues_tasks(kube: Kube, start_operator: Any) -> None
                                          "containerStatuses": [_terminated(_final("one"))]})
     kube.wait_phase("one", "finished")
     wait_for(lambda: kube.get("pod", "two-recorder"), 30, "the queued task's pod")
+
+
+def test_no_storage_target_is_refused_at_apply(kube: Kube, start_operator: Any) -> None:
+    """Without Output.Cos/Vod and without a filesystem output in the recorder pods, the video
+    would die with the pod's emptyDir: the task ends InvalidParam at once, and no pod is made."""
+    start_operator(WEBRECORD_OPERATOR_POD_LOCAL_OUTPUT="false")
+    kube.apply(recording("nowhere"))
+    status = kube.wait_phase("nowhere", "finished")
+    assert status["result"]["errorCode"] == "InvalidParam"
+    assert "no storage target" in status["result"]["errorMessage"]
+    assert kube.get("pod", "nowhere-recorder") is None
+    kube.apply(recording("somewhere", output={"cos": {"bucket": "b1", "region": "r"}}))
+    wait_for(lambda: kube.get("pod", "somewhere-recorder"), 30, "the pod of a task with a bucket")

@@ -76,6 +76,9 @@ class AdapterSettings(BaseSettings):
         1.0, ge=0, description="Wait before the n-th restart: this * 2^(n-1), at most 60 s")
 
     # Kubernetes backend.
+    # Recorder pods mount a filesystem output (WEBRECORD_OUTPUT_DIR): Starts without Output.Cos
+    # or Output.Vod are accepted. Otherwise they are refused (the video would die with the pod).
+    cluster_filesystem_output: bool = False
     namespace: str = "default"
     kubeconfig: Path | None = None
 

@@ -28,6 +28,9 @@ class OperatorSettings(BaseSettings):
     work_dir: str = "/data"
     tmp_dir: str = "/tmp"
     termination_log: str = "/dev/termination-log"
+    pod_local_output: bool = Field(
+        False, description="Accept tasks without Output.Cos/Vod although the recorder env has no "
+        "WEBRECORD_OUTPUT_DIR (the video stays in the pod's emptyDir: tests only)")
     storage_secret: str | None = Field(
         None, description="Secret whose keys become the recorder's env (storage credentials)"
     )

@@ -406,6 +406,8 @@ async def _recorder(args: argparse.Namespace, task: RecordingTask, token: str | 
             if failures:
                 event(log, "segments not stored", logging.WARNING, failures=failures)
         result = _where_kept(await _deliver(task, session, status), store, suspends)
+        if store is not None and suspends and _delivered(result):
+            await _purge(store, task.task_id)
         session.finish(result)
         event(log, "task finished", task=task.task_id,
               error_code=result.error_code.value if result.error_code else None)
@@ -424,6 +426,23 @@ def _segment_store(task: RecordingTask, work_dir: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - recording matters more than the extra copy
         event(log, "no segment store", logging.WARNING, error=str(exc))
         return None
+
+
+def _delivered(result: Result) -> bool:
+    """The video reached its targets (a failed callback does not change that)."""
+    return bool(result.videos) and result.error_code in (None, ErrorCode.CALLBACK_FAILED)
+
+
+async def _purge(store: Any, task_id: str) -> None:
+    """Stored segments are only needed until the video is delivered: bounded growth."""
+    from webrecord.storage.s3 import StorageError
+
+    try:
+        await asyncio.to_thread(store.purge)
+        event(log, "stored segments deleted after delivery", task=task_id,
+              location=store.location)
+    except (StorageError, OSError) as exc:
+        event(log, "stored segments not deleted", logging.WARNING, task=task_id, error=str(exc))
 
 
 def _where_kept(result: Result, store: Any, durable: bool) -> Result:

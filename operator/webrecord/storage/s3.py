@@ -256,6 +256,16 @@ class Bucket:
             raise self._error("list", prefix, exc) from None
         return sorted(items, key=lambda i: i["Key"])
 
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete objects (1000 per request, the API's limit)."""
+        try:
+            for start in range(0, len(keys), 1000):
+                chunk = [{"Key": k} for k in keys[start:start + 1000]]
+                self.client.delete_objects(Bucket=self.name, Delete={"Objects": chunk,
+                                                                     "Quiet": True})
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error("delete", keys[0] if keys else None, exc) from None
+
     def download_file(self, key: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.partial")

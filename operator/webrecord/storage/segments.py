@@ -103,6 +103,10 @@ class SegmentStore(abc.ABC):
         """Segments already stored for this task, sorted by name."""
 
     @abc.abstractmethod
+    def purge(self) -> None:
+        """Delete every stored segment of the task (after the video was delivered)."""
+
+    @abc.abstractmethod
     def fetch(self, dest: Path) -> list[Path]:
         """Bring every stored segment into `dest` (skipping ones already there with the same
         size); returns their local paths in order. For a recorder resuming a task."""
@@ -171,6 +175,11 @@ class CosSegmentStore(SegmentStore):
             if "/" not in item["Key"][len(self.prefix):]
         ]
 
+    def purge(self) -> None:
+        keys = [self.prefix + seg.name for seg in self.list()]
+        if keys:
+            self.bucket.delete_keys(keys)
+
     def fetch(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -205,6 +214,14 @@ class CfsSegmentStore(SegmentStore):
             for p in sorted(self.root.iterdir())
             if p.is_file() and not p.name.startswith(".")
         ]
+
+    def purge(self) -> None:
+        for seg in self.list():
+            Path(seg.location).unlink(missing_ok=True)
+        try:
+            self.root.rmdir()  # the task's directory, when nothing else is in it
+        except OSError:
+            pass
 
     def fetch(self, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from webrecord.adapter.backends.base import (
     check_action,
     owner_label,
 )
+from webrecord.adapter.errors import AdapterErrorCode, ApiError
 from webrecord.adapter.settings import AdapterSettings
 from webrecord.api.models import (
     ENCRYPT_KEY_SECRET_KEY,
@@ -40,6 +41,7 @@ from webrecord.api.models import (
     SecretKeyRef,
 )
 from webrecord.api.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, recorder_status
+from webrecord.api.targets import storage_target_refusal
 from webrecord.logs import event
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,9 @@ class KubernetesBackend(Backend):
     # --- Backend --------------------------------------------------------------------------
 
     async def start(self, task: RecordingTask, owner: str) -> RecorderStatus:
+        refusal = storage_target_refusal(task.spec, self.settings.cluster_filesystem_output)
+        if refusal is not None:
+            raise ApiError(AdapterErrorCode.INVALID_PARAM, refusal)
         spec_model, key = _without_encrypt_key(
             task.spec.model_copy(update={"action": None, "action_seq": 0}), task.task_id)
         body = {

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from webrecord.api.models import ErrorCode, Phase
 from webrecord.api.resource import GROUP, PLURAL, VERSION
+from webrecord.api.targets import storage_target_refusal
 from webrecord.controller import pod as podlib
 from webrecord.controller import status as st
 from webrecord.controller.encrypt_key import EncryptKeyProblem, with_encrypt_key
@@ -51,7 +52,9 @@ async def create_recorder(
     try:
         task = podlib.recording_task(body, create_time)
         pod = podlib.build_pod(body, rt.settings)
-        refusal = podlib.bucket_refusal(task.spec, rt.settings)
+        refusal = podlib.bucket_refusal(task.spec, rt.settings) or storage_target_refusal(
+            task.spec, "WEBRECORD_OUTPUT_DIR" in rt.settings.recorder_env
+            or rt.settings.pod_local_output)
     except ValidationError as err:
         # The schema already holds most rules; this is what only pydantic knows.
         refusal = _invalid(err)
