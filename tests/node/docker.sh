@@ -38,7 +38,7 @@ install_missing() {
   log "installing ${missing[*]}"
   local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   # Lists may be stale or absent on a fresh machine: update once, then install.
-  $sudo apt-get update -qq
+  $sudo apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
