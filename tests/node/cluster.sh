@@ -203,45 +203,42 @@ pki() {
 
 # ---- what up changes on the host, and how down puts it back -----------------------------------
 
-cni_chains() { # TABLE: the CNI plugins' chains in it
-  iptables -t "$1" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ { print $2 }'
+# chains TOOL TABLE: the chains of the CNI plugins, the kubelet and kube-proxy in it.
+chains() {
+  "$1" -t "$2" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(CNI|KUBE)-/ { print $2 }'
 }
 
 save_host() {
   [ -f "$D/host.saved" ] && return 0
-  local key table path
+  local key tool table path
   {
     for key in "${SYSCTLS[@]}"; do echo "sysctl $key $(sysctl -n "$key" 2>/dev/null || echo -)"; done
     echo "forward-policy $(iptables -S FORWARD | awk '$1 == "-P" { print $3 }')"
     ! ip link show "$BRIDGE" >/dev/null 2>&1 || echo "bridge-existed"
-    for table in filter nat; do cni_chains "$table" | sed "s/^/chain $table /"; done
+    for tool in iptables ip6tables; do
+      for table in filter nat mangle; do chains "$tool" "$table" | sed "s/^/chain $tool $table /"; done
+    done
     for path in "${HOST_PATHS[@]}"; do [ -e "$path" ] || echo "absent $path"; done
-    ls /run/netns 2>/dev/null | sed 's/^/netns /'
   } >"$D/host.saved.tmp"
   mv "$D/host.saved.tmp" "$D/host.saved"
 }
 
 restore_host() {
   [ -f "$D/host.saved" ] || return 0
-  local kind a b table chain rule ns
-  # Network namespaces and mounts the runtime left (normally none: pods were deleted first).
-  for ns in $(ls /run/netns 2>/dev/null); do
-    [[ $ns == cni-* ]] && ! grep -qx "netns $ns" "$D/host.saved" || continue
-    umount "/run/netns/$ns" 2>/dev/null || true
-    rm -f "/run/netns/$ns"
-  done
-  # The CNI plugins' chains that were not there before, and every jump to them.
-  for table in filter nat; do
-    for chain in $(cni_chains "$table"); do
-      grep -qx "chain $table $chain" "$D/host.saved" && continue
-      iptables -t "$table" -S | grep -E -- "-j $chain( |\$)" | sed 's/^-A /-D /' |
-        while read -r rule; do eval "iptables -t $table $rule" || true; done
-    done
-    for chain in $(cni_chains "$table"); do
-      grep -qx "chain $table $chain" "$D/host.saved" || iptables -t "$table" -F "$chain" || true
-    done
-    for chain in $(cni_chains "$table"); do
-      grep -qx "chain $table $chain" "$D/host.saved" || iptables -t "$table" -X "$chain" || true
+  local kind a b tool table chain rule new
+  # Chains that were not there before (kube-proxy --cleanup leaves the kubelet's and the CNI
+  # plugins'): every jump to them, then their rules, then the chains.
+  for tool in iptables ip6tables; do
+    for table in filter nat mangle; do
+      new=$(chains "$tool" "$table" | while read -r chain; do
+        grep -qx "chain $tool $table $chain" "$D/host.saved" || echo "$chain"; done)
+      [ -n "$new" ] || continue
+      for chain in $new; do
+        "$tool" -t "$table" -S | grep -E -- "-j $chain( |\$)" | sed 's/^-A /-D /' |
+          while read -r rule; do eval "$tool -t $table $rule" || true; done
+      done
+      for chain in $new; do "$tool" -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $new; do "$tool" -t "$table" -X "$chain" 2>/dev/null || true; done
     done
   done
   grep -qx bridge-existed "$D/host.saved" || ip link del "$BRIDGE" 2>/dev/null || true
@@ -368,6 +365,8 @@ up() {
   exec 7>"$D/.lock"
   flock 7
   for name in "${COMPONENTS[@]}"; do ! running "$name" || fresh=0; done
+  # Owners of an earlier cluster that is gone do not own this one.
+  [ $fresh = 0 ] || rm -f "$D/owners"
   add_owner "${owner:-manual}"
 
   t=$(now)
@@ -495,12 +494,21 @@ down() {
       return 0
     fi
   fi
-  if [ ! -f "$D/host.saved" ] && ! running containerd && ! running etcd && ! running kube-apiserver; then
-    log "not running"
-    return 0
-  fi
   local t0
   t0=$(now)
+  if [ -f "$D/host.saved" ] || running containerd || running etcd || running kube-apiserver; then
+    stop_cluster
+  fi
+  rm -f "$D/owners"
+  # The watchdog last (unless it is what runs this).
+  pid=$(pid_of watch)
+  if [ -n "$pid" ] && [ "$pid" != $$ ] && running watch; then kill "$pid" 2>/dev/null || true; fi
+  rm -f "$RUN/watch.pid"
+  log "down in $(since "$t0") s"
+}
+
+stop_cluster() {
+  local name
   delete_pods
   for name in kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$name"; done
   delete_containers
@@ -513,13 +521,8 @@ down() {
   unmount_all
   remove_cgroups
   restore_host
-  rm -rf "$D/etcd" "$D/kubelet" "$D/pod-logs" "$D/cni/ipam" "$D/owners"
+  rm -rf "$D/etcd" "$D/kubelet" "$D/pod-logs" "$D/cni/ipam"
   rm -f /var/lib/cni/results/webrecord-node-* 2>/dev/null || true
-  # The watchdog last (unless it is what runs this).
-  pid=$(pid_of watch)
-  if [ -n "$pid" ] && [ "$pid" != $$ ] && running watch; then kill "$pid" 2>/dev/null || true; fi
-  rm -f "$RUN/watch.pid"
-  log "down in $(since "$t0") s"
 }
 
 # The watchdog: `down` once no registered owner is alive.

@@ -197,8 +197,12 @@ def start(bin_dirs: list[Path]) -> NodeCluster:
     else:
         try:
             sys.stderr.write(_cluster_sh("up", UP_TIMEOUT))
-        except BaseException:
-            stop()
+        except BaseException as up_error:
+            # up's own error is the one to report; a failing down only adds to it.
+            try:
+                stop()
+            except Exception as down_error:  # noqa: BLE001
+                raise NodeClusterError(f"{up_error}\n(then, cleaning up: {down_error})") from up_error
             raise
         kubeconfig, image = Path(_cluster_sh("kubeconfig", 30).strip()), RECORDER_IMAGE
     cluster = NodeCluster(kubeconfig, "", image, not user, bin_dirs)
