@@ -258,11 +258,12 @@ def test_no_secret_in_chromium_or_ffmpeg_environment(scenario: Scenario) -> None
     assert environs.get("chromium") and environs.get("ffmpeg"), environs.keys()
     for comm in ("chromium", "ffmpeg"):
         readable = [e for e in environs[comm] if e]
-        assert readable, f"no readable /proc/<pid>/environ for {comm}"
+        # Chromium's helper processes retitle themselves over their environment block
+        # (setproctitle); the browser process (and ffmpeg) show theirs as exec'd.
+        assert any("DISPLAY" in e for e in readable), (comm, readable)
         for environ in readable:
-            assert "DISPLAY" in environ, environ  # the real process's environment was read
             leaked = {k for k, v in environ.items()
-                      if k in SECRETS or any(s in v for s in SECRETS.values())}
+                      if k in SECRETS or any(s in k or s in v for s in SECRETS.values())}
             assert not leaked, f"{comm} holds {sorted(leaked)}"
 
 

@@ -232,15 +232,32 @@ def test_webrecording_deleted_mid_recording(release: Release) -> None:
 
 
 def test_recorder_pod_deleted_mid_recording(release: Release) -> None:
-    """`kubectl delete pod NAME-recorder`: the recorder is told to stop (SIGTERM), stores what it
-    recorded, and the task ends with that recording instead of losing it."""
+    """`kubectl delete pod NAME-recorder`: the recorder stores the segment in progress and hands
+    the task over (SIGTERM); the operator starts a new recorder pod of the same name, which
+    resumes from the stored segments. One video covers before and after; restarts and Events
+    say what happened."""
     kube = release.kube
     start(release, "podgone", "podgone")
     wait_phase(release, "podgone", "recording")
-    time.sleep(5)
+    wait_for(lambda: kube.status("podgone").get("recordedSeconds", 0) >= 4, 60, "4 s recorded")
+    first = kube.get("pod", "podgone-recorder")
     kube.kubectl("delete", "pod", "podgone-recorder", "--wait=false")
+    replacement = wait_for(
+        lambda: (p := kube.get("pod", "podgone-recorder")) and p["metadata"]["uid"] != first["metadata"]["uid"]
+        and is_ready(p) and p, 180, "the replacement recorder pod")
+    assert replacement["metadata"]["name"] == "podgone-recorder"
+    status = wait_for(lambda: (s := kube.status("podgone")).get("restarts") == 1 and s, 60, "restarts: 1")
+    # The new recorder goes on from what was stored: recorded time keeps growing past the loss.
+    lost_at = status.get("recordedSeconds", 0)
+    wait_for(lambda: kube.status("podgone").get("recordedSeconds", 0) >= lost_at + 3, 90,
+             "the replacement to record 3 s more")
+    kube.patch_spec("podgone", {"action": "Stop", "actionSeq": 1})
     final = wait_phase(release, "podgone", "finished", 240)
-    assert_delivered(release, "podgone", final, min_seconds=3)
+    assert final["restarts"] == 1
+    # Before (>= 4 s, stored at SIGTERM) and after (>= 3 s) are in one video.
+    assert_delivered(release, "podgone", final, min_seconds=7)
+    reasons = {e["reason"] for e in kube.events("podgone")}
+    assert "RecorderRestarted" in reasons, reasons
 
 
 def test_helm_upgrade_then_uninstall_leaves_nothing_behind(release: Release, node_cluster: Any) -> None:

@@ -7,6 +7,8 @@ the `helm` fixture is in tests/conftest.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,9 @@ import pytest
 import yaml
 
 from opkit import ROOT, Kube, recording, wait_for
+from webrecord.adapter.backends import kubernetes as kbackend
+from webrecord.adapter.settings import AdapterSettings
+from webrecord.api.models import RecordingSpec, RecordingTask
 
 CHART = ROOT / "charts" / "webrecord"
 
@@ -61,8 +66,11 @@ def test_default_render_is_least_privilege(helm: str) -> None:
     secrets_rule = next(r for r in op_rules if r["resources"] == ["secrets"])
     assert secrets_rule["verbs"] == ["get", "create"]  # no list/watch of secrets
     adapter_rules = roles["rel-webrecord-adapter"]["rules"]
+    # Secrets: create only (a Start's EncryptKey); delete: the WebRecording whose key Secret
+    # could not be stored (no half-created task).
     assert adapter_rules == [{"apiGroups": ["webrecord.io"], "resources": ["webrecordings"],
-                              "verbs": ["get", "list", "watch", "create", "patch"]}]
+                              "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+                             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     operator = deployments["rel-webrecord-operator"]
     assert operator["spec"]["replicas"] == 2
@@ -107,6 +115,53 @@ def test_other_values_render(helm: str) -> None:
     assert by_kind(cluster, "ClusterKopfPeering") and not by_kind(cluster, "Role")[1:]
 
 
+def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
+    """Bucket lists, replacement and time limits, segment rotation, delivery retry and the
+    egress policy: each value lands in the env of the process whose settings read it."""
+    docs = render(
+        helm, "wr",
+        "operator.allowedBuckets={rec-a,rec-b}", "adapter.allowedBuckets={rec-a}",
+        "adapter.auth.keys.app1=secret1", "adapter.auth.keyBuckets.app1={rec-b}",
+        "operator.maxRestarts=5", "operator.restartBackoffSeconds=4", "operator.maxWallSeconds=7200",
+        "recorder.segmentSeconds=6", "recorder.segmentBucket=segs",
+        "recorder.deliveryRetrySeconds=120", "recorder.env.WEBRECORD_DELIVERY_RETRY_S=30",
+        "egress.podCIDRs={10.244.0.0/16}", "egress.serviceCIDRs={10.96.0.0/12}",
+        "egress.denyPrivate=true",
+    )
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    op_env = env_of(deployments["rel-webrecord-operator"]["spec"]["template"]["spec"]["containers"][0])
+    assert op_env["WEBRECORD_OPERATOR_ALLOWED_BUCKETS"] == '["rec-a","rec-b"]'
+    assert op_env["WEBRECORD_OPERATOR_MAX_RESTARTS"] == "5"
+    assert op_env["WEBRECORD_OPERATOR_RESTART_BACKOFF_S"] == "4"
+    assert op_env["WEBRECORD_OPERATOR_MAX_WALL_S"] == "7200"
+    assert op_env["WEBRECORD_OPERATOR_FINISH_DEADLINE_S"] == "3600"
+    # The operator judges callbacks with the same egress policy as the recorders.
+    assert op_env["WEBRECORD_EGRESS_POD_CIDRS"] == '["10.244.0.0/16"]'
+    recorder_env = json.loads(op_env["WEBRECORD_OPERATOR_RECORDER_ENV"])
+    assert recorder_env == {
+        "WEBRECORD_SEGMENT_SECONDS": "6", "WEBRECORD_SEGMENT_BUCKET": "segs",
+        "WEBRECORD_DELIVERY_RETRY_S": "30",  # recorder.env wins
+        "WEBRECORD_EGRESS_POD_CIDRS": '["10.244.0.0/16"]',
+        "WEBRECORD_EGRESS_SERVICE_CIDRS": '["10.96.0.0/12"]',
+        "WEBRECORD_EGRESS_DENY_PRIVATE": "true",
+    }
+    adapter_pod = deployments["rel-webrecord-adapter"]["spec"]["template"]["spec"]
+    ad_env = env_of(adapter_pod["containers"][0])
+    assert ad_env["WEBRECORD_ADAPTER_ALLOWED_BUCKETS"] == '["rec-a"]'
+    assert "WEBRECORD_ADAPTER_CLUSTER_FILESYSTEM_OUTPUT" not in ad_env
+    mounts = {m["mountPath"]: m["name"] for m in adapter_pod["containers"][0]["volumeMounts"]}
+    key_file = Path(ad_env["WEBRECORD_ADAPTER_KEY_BUCKETS_FILE"])
+    volume = next(v for v in adapter_pod["volumes"] if v["name"] == mounts[str(key_file.parent)])
+    [config_map] = [c for c in by_kind(docs, "ConfigMap")
+                    if c["metadata"]["name"] == volume["configMap"]["name"]]
+    assert json.loads(config_map["data"][key_file.name]) == {"app1": ["rec-b"]}
+    # A mounted filesystem output in the recorders: the adapter accepts tasks without Cos/Vod.
+    docs = render(helm, "wr", "recorder.env.WEBRECORD_OUTPUT_DIR=/out")
+    adapter = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("adapter"))
+    assert env_of(adapter["spec"]["template"]["spec"]["containers"][0])[
+        "WEBRECORD_ADAPTER_CLUSTER_FILESYSTEM_OUTPUT"] == "true"
+
+
 def test_every_pod_can_read_its_secret_volumes(helm: str) -> None:
     """Secret volumes are owned by root and the pods run as uid 1000: a file with mode 0440 is
     readable only through the group, which fsGroup sets. Without it the adapter crash-looped on
@@ -127,6 +182,20 @@ def test_every_pod_can_read_its_secret_volumes(helm: str) -> None:
                 f"{mode:o} but the pod sets no fsGroup, so uid {user} cannot read it")
             checked += 1
     assert checked >= 1  # the adapter's auth keys
+
+
+async def _start_with_encrypt_key(namespace: str, kubeconfig: Path, task_id: str) -> None:
+    backend = kbackend.create(AdapterSettings(backend="kubernetes", namespace=namespace,
+                                              kubeconfig=kubeconfig))
+    await backend.open()
+    try:
+        spec = RecordingSpec.model_validate({
+            "recordUrl": "https://example.test/", "maxDurationLimit": 30,
+            "output": {"cos": {"bucket": "records"},
+                       "video": {"muxer": "hls", "encryptKey": "00112233445566778899aabbccddeeff"}}})
+        await backend.start(RecordingTask(task_id=task_id, spec=spec), "app1")
+    finally:
+        await backend.close()
 
 
 def _can(kube: Kube, kubeconfig: Path, *args: str) -> bool:
@@ -156,6 +225,11 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
         assert _can(kube, adapter, "create", "webrecordings.webrecord.io", "-n", ns)
         assert not _can(kube, adapter, "create", "pods", "-n", ns)
         assert not _can(kube, adapter, "get", "secrets", "-n", ns)
+        assert not _can(kube, adapter, "delete", "secrets", "-n", ns)
+    # The adapter with exactly the chart's permissions stores a Start's EncryptKey in a Secret.
+    asyncio.run(_start_with_encrypt_key(ns, adapter, "charted-enc"))
+    assert kube.get("webrecording", "charted-enc")["spec"]["output"]["video"]["encryptKeySecretRef"]
+    assert kube.get("secret", "charted-enc-encrypt-key")["data"]["encryptKey"]
 
     # The operator with exactly the chart's permissions, peering through the chart's KopfPeering.
     op = start_operator(["--namespace", ns], kubeconfig=sa,

@@ -96,7 +96,8 @@ async def test_encrypt_key_lives_in_a_secret(kube: Kube, start_operator: Any) ->
     try:
         spec = RecordingSpec.model_validate({
             "recordUrl": "https://example.test/", "maxDurationLimit": 30,
-            "output": {"video": {"muxer": "hls", "encryptKey": KEY,
+            "output": {"cos": {"bucket": "records"},  # a storage target: Kubernetes needs one
+                       "video": {"muxer": "hls", "encryptKey": KEY,
                                  "authUrl": "https://keys.example.test/k"}}})
         await backend.start(RecordingTask(task_id="wr-enc", spec=spec), "key-1")
     finally:

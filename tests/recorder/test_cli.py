@@ -163,11 +163,15 @@ def test_recorder_control_endpoint_and_delivery(tmp_path, page_server):
         time.sleep(1.5)
         r = requests.post(f"{base}/control", json={"action": "Pause", "seq": 1}, headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "paused"
+        segments_at_pause = r.json()["segments"]  # rotation may have cut one before the Pause
+        # StorageType cfs with WEBRECORD_SEGMENT_DIR: each closed segment is stored there at once.
+        stored = sorted(p.name for p in (segstore / "task-1").glob("seg_*.ts"))
+        assert stored == [f"seg_{i:04d}.ts" for i in range(segments_at_pause)], stored
         r = requests.post(f"{base}/control", json={"action": "Pause", "seq": 1}, headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "paused"  # retry: no 409
         assert _status(status_file)["status"] == "paused"
         r = requests.post(f"{base}/control", json={"action": "Resume", "seq": 2}, headers=auth, timeout=10)
-        assert r.json()["status"] == "recording" and r.json()["segments"] == 2
+        assert r.json()["status"] == "recording" and r.json()["segments"] == segments_at_pause + 1
         r = requests.post(f"{base}/control", json={"action": "Resume", "seq": 3}, headers=auth, timeout=10)
         assert r.status_code == 409 and r.json()["errorCode"] == "InvalidAction"
         r = requests.post(f"{base}/control", json={"action": "Jump"}, headers=auth, timeout=10)
@@ -191,9 +195,8 @@ def test_recorder_control_endpoint_and_delivery(tmp_path, page_server):
     assert delivered and delivered[0].stat().st_size == video["fileSize"]
     info = assert_av(delivered[0], 640, 360)
     assert 2.0 <= info["duration"] <= 5.0 and abs(info["duration"] - video["fileDuration"]) < 0.05
-    # StorageType cfs with WEBRECORD_SEGMENT_DIR: each closed segment was stored there.
-    stored = sorted(p.name for p in (segstore / "task-1").iterdir())
-    assert stored == ["seg_0000.ts", "seg_0001.ts"], stored
+    # Delivered: the stored segments are no longer needed and are gone.
+    assert not (segstore / "task-1").exists(), list((segstore / "task-1").iterdir())
 
 
 @pytest.mark.browser

@@ -81,11 +81,15 @@ async def test_pause_is_not_in_the_output(tmp_path, page_server):
         await asyncio.sleep(2)
         st = await session.control(Action.PAUSE, 1)
         assert st.status == Phase.PAUSED
+        # Rotation (every segment_seconds, at the wall-clock multiple) may have cut one already.
+        segments_at_pause = st.segments
+        assert segments_at_pause >= 1
         with pytest.raises(InvalidAction):
             await session.control(Action.PAUSE)
         await asyncio.sleep(3)
         st = await session.control(Action.RESUME, 2)
-        assert st.status == Phase.RECORDING and st.segments == 2
+        # Nothing is cut while paused; Resume opens exactly one new segment.
+        assert st.status == Phase.RECORDING and st.segments == segments_at_pause + 1
         await asyncio.sleep(2)
         t0 = time.monotonic()
         st = await session.control(Action.STOP, 3)
@@ -131,7 +135,13 @@ async def test_manual_start_begins_on_start_record(tmp_path, page_server):
         await asyncio.sleep(0.5)
         assert session.status.status == Phase.NORMAL and not session.captures
         with pytest.raises(InvalidAction):
-            await session.control(Action.PAUSE)  # nothing to pause before the start
+            await session.control(Action.RESUME)  # nothing paused yet
+        # A Pause before the start is kept for it; a Resume takes it back. The recording then
+        # starts on window.startRecord() as if neither had been sent.
+        st = await session.control(Action.PAUSE, 1)
+        assert st.status == Phase.NORMAL and "starts paused" in st.message
+        st = await session.control(Action.RESUME, 2)
+        assert st.status == Phase.NORMAL and st.last_action_seq == 2 and not session.captures
         status = await asyncio.wait_for(run, 40)
         assert status.result.error_code is None
         assert status.start_time is not None and status.start_time >= status.create_time + 1

@@ -54,3 +54,29 @@ app.kubernetes.io/component: adapter
 {{ include "webrecord.fullname" . }}-auth
 {{- end -}}
 {{- end -}}
+
+{{/* The egress policy's settings (JSON object of env): recorders judge every connection of the
+     page with them, the operator every callback. Empty values are left out. */}}
+{{- define "webrecord.egressEnv" -}}
+{{- $env := dict -}}
+{{- with .Values.egress -}}
+{{- if .podCIDRs }}{{ $_ := set $env "WEBRECORD_EGRESS_POD_CIDRS" (toJson .podCIDRs) }}{{ end -}}
+{{- if .serviceCIDRs }}{{ $_ := set $env "WEBRECORD_EGRESS_SERVICE_CIDRS" (toJson .serviceCIDRs) }}{{ end -}}
+{{- if .denyCIDRs }}{{ $_ := set $env "WEBRECORD_EGRESS_DENY_CIDRS" (toJson .denyCIDRs) }}{{ end -}}
+{{- if .allowCIDRs }}{{ $_ := set $env "WEBRECORD_EGRESS_ALLOW_CIDRS" (toJson .allowCIDRs) }}{{ end -}}
+{{- if .denyPrivate }}{{ $_ := set $env "WEBRECORD_EGRESS_DENY_PRIVATE" "true" }}{{ end -}}
+{{- end -}}
+{{- toJson $env -}}
+{{- end -}}
+
+{{/* Every recorder's env (JSON object): the chart's recorder settings and egress policy, then
+     recorder.env (which wins). */}}
+{{- define "webrecord.recorderEnv" -}}
+{{- $env := include "webrecord.egressEnv" . | fromJson -}}
+{{- with .Values.recorder -}}
+{{- $_ := set $env "WEBRECORD_SEGMENT_SECONDS" (toString .segmentSeconds) -}}
+{{- $_ := set $env "WEBRECORD_DELIVERY_RETRY_S" (toString .deliveryRetrySeconds) -}}
+{{- if .segmentBucket }}{{ $_ := set $env "WEBRECORD_SEGMENT_BUCKET" .segmentBucket }}{{ end -}}
+{{- end -}}
+{{- toJson (merge (deepCopy .Values.recorder.env) $env) -}}
+{{- end -}}

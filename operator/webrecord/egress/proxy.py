@@ -48,6 +48,15 @@ class ProxyStats:
     refused: int = 0
     failed: int = 0
     refusals: list[str] = field(default_factory=list)  # the last few, for status and tests
+    # "host:port" -> why its last connection did not happen (refused or failed): Chromium only
+    # reports a SOCKS failure, this says what it was.
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def note_problem(self, host: str, port: int, why: str) -> None:
+        self.problems.pop(f"{host}:{port}", None)
+        self.problems[f"{host}:{port}"] = why
+        while len(self.problems) > 50:
+            self.problems.pop(next(iter(self.problems)))
 
 
 class EgressProxy:
@@ -106,6 +115,7 @@ class EgressProxy:
                 return
             except OSError as exc:
                 self.stats.failed += 1
+                self.stats.note_problem(host, port, _describe(exc))
                 await _reply(writer, _error_code(exc))
                 return
             await _reply(writer, _OK, upstream.get_extra_info("sockname"))
@@ -141,6 +151,7 @@ class EgressProxy:
     def _refused(self, host: str, port: int, exc: EgressRefused) -> None:
         self.stats.refused += 1
         self.stats.refusals = [*self.stats.refusals[-49:], f"{host}:{port}: {exc.reason}"]
+        self.stats.note_problem(host, port, f"refused by the egress policy: {exc.reason}")
         event(log, "egress refused", logging.WARNING, host=host[:255], port=port,
               address=str(exc.address) if exc.address else None, reason=exc.reason)
 
@@ -181,6 +192,16 @@ async def _reply(writer: asyncio.StreamWriter, code: int,
         await writer.drain()
     except (ConnectionError, OSError):
         pass
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (ERR_CONNECTION_REFUSED)"
+    if isinstance(exc, TimeoutError):
+        return f"connection timed out ({exc})"
+    if isinstance(exc, socket.gaierror):
+        return f"name not resolved ({exc.strerror or exc})"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _error_code(exc: OSError) -> int:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus, RecordingTask, Result
 from webrecord.egress.childenv import minimal_env
@@ -251,6 +252,19 @@ class Session:
         if reason is not None:
             raise RecorderError(ErrorCode.INVALID_PARAM, f"RecordURL: {reason}")
 
+    def _explained(self, exc: RecorderError) -> RecorderError:
+        """A page-load failure with what the egress proxy saw: Chromium only says the SOCKS
+        connection failed, not that the port was closed or the address refused."""
+        if exc.code != ErrorCode.PAGE_LOAD_FAILED or self.egress is None:
+            return exc
+        parts = urlsplit(self.spec.record_url)
+        try:
+            port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        except ValueError:
+            return exc
+        why = self.egress.stats.problems.get(f"{parts.hostname}:{port}")
+        return RecorderError(exc.code, f"{exc.message} ({parts.hostname}:{port}: {why})") if why else exc
+
     async def _setup(self) -> None:
         await self._check_url()
         self.display = Display(self.spec.width, self.spec.height, self.settings, self.log_dir)
@@ -265,7 +279,10 @@ class Session:
             on_crash=lambda what: self._crash(what, self.browser.launches if self.browser else 0),
             proxy=self.egress.url if self.egress is not None else None,
         )
-        await asyncio.gather(self.browser.launch(self.spec.record_url), self.audio.warm_up())
+        try:
+            await asyncio.gather(self.browser.launch(self.spec.record_url), self.audio.warm_up())
+        except RecorderError as exc:
+            raise self._explained(exc) from exc
         if self.spec.manual_start:
             self._update(message="waiting for window.startRecord()")
         else:
