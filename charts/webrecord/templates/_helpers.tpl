@@ -70,7 +70,7 @@ app.kubernetes.io/component: adapter
 {{- end -}}
 
 {{/* Every recorder's env (JSON object): the chart's recorder settings and egress policy, then
-     recorder.env (which wins). */}}
+     recorder.env (which wins; values as strings). */}}
 {{- define "webrecord.recorderEnv" -}}
 {{- $env := include "webrecord.egressEnv" . | fromJson -}}
 {{- with .Values.recorder -}}
@@ -78,5 +78,7 @@ app.kubernetes.io/component: adapter
 {{- $_ := set $env "WEBRECORD_DELIVERY_RETRY_S" (toString .deliveryRetrySeconds) -}}
 {{- if .segmentBucket }}{{ $_ := set $env "WEBRECORD_SEGMENT_BUCKET" .segmentBucket }}{{ end -}}
 {{- end -}}
-{{- toJson (merge (deepCopy .Values.recorder.env) $env) -}}
+{{- /* env values are strings: `--set recorder.env.X=30` gives a number */ -}}
+{{- range $name, $value := .Values.recorder.env }}{{ $_ := set $env $name (toString $value) }}{{ end -}}
+{{- toJson $env -}}
 {{- end -}}
