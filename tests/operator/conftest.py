@@ -40,6 +40,9 @@ FAST = {
     "WEBRECORD_CALLBACK_BACKOFF_S": "0.1",
     # Most tests here make tasks without an output; the refusal has its own test.
     "WEBRECORD_OPERATOR_POD_LOCAL_OUTPUT": "true",
+    # Finished WebRecordings stay to be looked at (some tests write finish times of 1970);
+    # test_bounded_growth.py sets TTLs of its own.
+    "WEBRECORD_OPERATOR_TTL_SECONDS_AFTER_FINISHED": "0",
 }
 
 

@@ -161,7 +161,8 @@ def test_operator_restarted_mid_task_loses_nothing(kube: Kube, start_operator: A
     start_operator()
     status = kube.wait_phase("survivor", "finished")
     assert status["result"]["videos"][0]["fileSize"] == 1234
-    assert kube.get("pod", "survivor-recorder")["metadata"]["uid"] == pod_uid  # not recreated
+    pod = kube.get("pod", "survivor-recorder")  # not recreated (a finished task's pod goes)
+    assert pod is None or pod["metadata"]["uid"] == pod_uid
 
 
 def test_delete_lets_go_and_garbage_collects(kube: Kube, start_operator: Any) -> None:

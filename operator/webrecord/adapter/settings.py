@@ -74,6 +74,14 @@ class AdapterSettings(BaseSettings):
     max_restarts: int = Field(3, ge=0, description="Recorder restarts per task")
     restart_backoff_seconds: float = Field(
         1.0, ge=0, description="Wait before the n-th restart: this * 2^(n-1), at most 60 s")
+    # Bounded growth: a finished task's directory (tasks/<id>: task file, status, log, work
+    # dir with its segments) and its row go this long after its finishTime; Describe then
+    # answers "no task". Finished videos under output/ are never touched. 0: keep forever.
+    retention_seconds: int = Field(
+        604800, ge=0, description="Finished tasks are pruned this long after finishing (7 days); "
+        "0: never")
+    retention_check_seconds: float = Field(
+        3600.0, gt=0, description="How often finished tasks are pruned (and once at startup)")
 
     # Kubernetes backend.
     # Recorder pods mount a filesystem output (WEBRECORD_OUTPUT_DIR): Starts without Output.Cos

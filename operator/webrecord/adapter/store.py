@@ -130,6 +130,22 @@ class TaskStore:
         (n,) = self._db.execute("SELECT COUNT(*) FROM tasks WHERE state = ?", (state.value,)).fetchone()
         return int(n)
 
+    def finished_before(self, before: int) -> list[str]:
+        """Tasks finished (row done and status finished) before unix time `before`."""
+        rows = self._db.execute(
+            "SELECT task_id FROM tasks WHERE state = ? "
+            "AND json_extract(status, '$.status') = 'finished' "
+            "AND COALESCE(json_extract(status, '$.finishTime'), created) < ?",
+            (RunState.DONE.value, before),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def delete_finished(self, task_id: str) -> bool:
+        """Remove a finished task's row; never one that is queued or running."""
+        cur = self._db.execute(
+            "DELETE FROM tasks WHERE task_id = ? AND state = ?", (task_id, RunState.DONE.value))
+        return cur.rowcount > 0
+
     def page(self, owner: str | None, offset: int, limit: int) -> tuple[list[RecorderStatus], int]:
         """Newest first. owner None = every task (auth off)."""
         where, args = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])

@@ -204,6 +204,12 @@ class RecordingSpec(WireModel):
     # Control of a running task (CRD only): set `action`, bump `actionSeq` to repeat it.
     action: Action | None = None
     action_seq: int = Field(0, ge=0)
+    # Lifetime of a finished WebRecording (CRD only; as a Job's ttlSecondsAfterFinished).
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Seconds after finishTime when the operator deletes the "
+        "finished WebRecording (0: at once). Unset: the operator's default "
+        "(WEBRECORD_OPERATOR_TTL_SECONDS_AFTER_FINISHED, chart operator.ttlSecondsAfterFinished)",
+    )
 
     @field_validator("record_url", "callback_url")
     @classmethod

@@ -95,6 +95,28 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self.core.delete_namespaced_secret, name, namespace,
+                             _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def delete_recording(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a WebRecording, only the one with this uid (not a new one of the same name)."""
+        from webrecord.api.resource import GROUP, PLURAL, VERSION
+
+        body = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid),
+            propagation_policy="Background")
+        try:
+            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
+                             namespace, PLURAL, name, body=body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or another object by now
+                raise
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()

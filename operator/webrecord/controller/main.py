@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from webrecord.api.resource import FINALIZER, GROUP
+from webrecord.controller.expiry import Expiry
 from webrecord.controller.kube import Kube
 from webrecord.controller.recorder_client import RecorderClient
 from webrecord.controller.runtime import Runtime
@@ -60,11 +61,14 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     own: OperatorSettings = memo["settings"]
-    memo["runtime"] = Runtime(
+    kube = Kube(max_workers=own.max_workers)
+    memo["runtime"] = rt = Runtime(
         settings=own,
-        kube=Kube(max_workers=own.max_workers),
+        kube=kube,
         recorders=RecorderClient(own.control_timeout_s),
+        expiry=Expiry(kube.delete_recording),
     )
+    memo["expiry_task"] = asyncio.create_task(rt.expiry.run())
     event(log, "operator starting", namespaces=own.namespaces or "all",
           standalone=settings.peering.standalone, peering=settings.peering.name,
           priority=settings.peering.priority)
@@ -72,6 +76,9 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
 
 @kopf.on.cleanup()
 async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
+    expiring: asyncio.Task | None = memo.get("expiry_task")
+    if expiring is not None:
+        expiring.cancel()
     rt: Runtime | None = memo.get("runtime")
     if rt is not None:
         await rt.recorders.close()

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from webrecord.controller.expiry import Expiry
 from webrecord.controller.kube import Kube
 from webrecord.controller.pod import TOKEN_KEY, recorder_name
 from webrecord.controller.recorder_client import RecorderClient
@@ -30,6 +31,7 @@ class Runtime:
     unreachable_since: dict[Key, float] = field(default_factory=dict)
     lost_since: dict[Key, float] = field(default_factory=dict)  # recorder gone, not replaced yet
     reserved: set[Key] = field(default_factory=set)  # pods this process created, maybe unseen
+    expiry: Expiry | None = None  # deletion schedule of finished WebRecordings
 
     def running(self) -> set[Key]:
         """Tasks whose recorder pod exists and has not ended (for the concurrency limit)."""

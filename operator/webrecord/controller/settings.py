@@ -94,6 +94,13 @@ class OperatorSettings(BaseSettings):
         "node is gone) is force-deleted so the replacement can take its name"
     )
 
+    # Bounded growth: a finished WebRecording is deleted this long after its finishTime unless
+    # its spec.ttlSecondsAfterFinished says otherwise (0 there: at once). 0 here: finished
+    # WebRecordings without their own TTL are kept until someone deletes them.
+    ttl_seconds_after_finished: int = Field(
+        604800, ge=0, description="Default lifetime of a finished WebRecording (7 days); "
+        "0: keep forever")
+
     # Operator runtime.
     namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces")
     peering: str = "webrecord"

@@ -11,6 +11,9 @@ Layout under `state_dir`:
                    /recorder.log the recorder's stdout and stderr
                    /work/        segments and final files
 
+A finished task's directory and row are pruned `retention_seconds` after its finishTime (at
+startup and every `retention_check_seconds`); queued and running tasks never are.
+
 At most `max_concurrent` recorders run; further Starts queue (FIFO, persisted) up to
 `max_queued`. Recorders run in their own session so they outlive a restart of the server: on
 `open()` a task whose recorder still runs (pid alive and its command line names the task) is
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -80,6 +84,7 @@ class LocalBackend(Backend):
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
+        self._pruner: asyncio.Task | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -99,9 +104,13 @@ class LocalBackend(Backend):
         if queued:
             logs.event(log, "resuming queued tasks", queued=queued)
         await self._pump()
+        if self.settings.retention_seconds:
+            self._pruner = asyncio.create_task(self._prune_loop())
 
     async def close(self) -> None:
         self._closing = True
+        if self._pruner is not None:
+            self._pruner.cancel()
         for watcher in list(self._watchers.values()):
             watcher.cancel()
         for watcher in list(self._watchers.values()):
@@ -182,6 +191,33 @@ class LocalBackend(Backend):
             "queued": self.store.count(RunState.QUEUED),
             "maxConcurrent": self.settings.max_concurrent,
         }
+
+    async def prune(self, now: int | None = None) -> list[str]:
+        """Remove tasks finished more than `retention_seconds` ago: directory, then row (a
+        row left by a crash in between is pruned next time). Returns their ids."""
+        if not self.settings.retention_seconds:
+            return []
+        before = (logs.now() if now is None else now) - self.settings.retention_seconds
+        pruned = []
+        for task_id in self.store.finished_before(before):
+            if task_id in self._watchers and not self._watchers[task_id].done():
+                continue  # its watcher is still winding down (reaping the process)
+            await asyncio.to_thread(shutil.rmtree, self.task_dir(task_id), True)
+            if self.store.delete_finished(task_id):
+                pruned.append(task_id)
+                self._watchers.pop(task_id, None)
+        if pruned:
+            logs.event(log, "finished tasks pruned", count=len(pruned),
+                       retention_s=self.settings.retention_seconds)
+        return pruned
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception as exc:  # noqa: BLE001 - try again next period
+                logs.event(log, "pruning failed", logging.WARNING, error=str(exc))
+            await asyncio.sleep(self.settings.retention_check_seconds)
 
     # ------------------------------------------------------------ helpers
 

@@ -1,3 +1,3 @@
 """kopf handlers, one module per concern. Importing this package registers all of them."""
 
-from webrecord.controller.handlers import actions, create, delete, monitor, pods  # noqa: F401
+from webrecord.controller.handlers import actions, create, delete, expire, monitor, pods  # noqa: F401
