@@ -120,12 +120,14 @@ class NodeCluster:
         """A new namespace, the `restricted` Pod Security level enforced unless told otherwise;
         its `default` service account is made at once so pods are admitted without waiting."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        # apply, not create: the controller manager may make the service account first.
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump(
             {"apiVersion": "v1", "kind": "Namespace",
-             "metadata": {"name": name, "labels": RESTRICTED if restricted else {}}},
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}},
-        ]))
+             "metadata": {"name": name, "labels": RESTRICTED if restricted else {}}}))
+        # The controller manager makes it too, at any moment: whoever comes second is told
+        # AlreadyExists (even `kubectl apply` races: it GETs, then CREATEs).
+        made = self.kubectl("create", "serviceaccount", "default", "-n", name, check=False)
+        if made.returncode != 0 and "already exists" not in made.stderr.lower():
+            raise NodeClusterError(f"creating the default service account in {name}: {made.stderr}")
         return name
 
     def delete_namespace(self, name: str) -> None:

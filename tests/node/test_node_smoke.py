@@ -65,7 +65,12 @@ def web_commands(cluster: NodeCluster) -> tuple[str, list[str], list[str]]:
     """(image, server command serving /www on 8080, client command printing a URL's body)."""
     if cluster.own_cluster:
         assert cluster.busybox_image, f"no busybox image on the node: {sorted(cluster.node_images)}"
-        return (cluster.busybox_image, ["httpd", "-f", "-p", "8080", "-h", "/www"], ["wget", "-q", "-T", "5", "-O", "-"])
+        # Not busybox wget: Debian bookworm's busybox-static 1.35.0-4+deb12u1+b1 segfaults in it
+        # (even on the host). nc + ash: a plain HTTP/1.0 GET, headers dropped, body printed.
+        get_body = ('set -o pipefail; h=${1#http://}; h=${h%%/*}; '
+                    'printf "GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n" "$h" | busybox nc -w 5 "$h" 80 | '
+                    '{ while IFS= read -r line; do [ "$line" = "$(printf "\\r")" ] && break; done; busybox cat; }')
+        return (cluster.busybox_image, ["httpd", "-f", "-p", "8080", "-h", "/www"], ["sh", "-c", get_body, "get"])
     client = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end='')"
     return (cluster.image, ["python3", "-m", "http.server", "8080", "--directory", "/www"], ["python3", "-c", client])
 

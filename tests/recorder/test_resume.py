@@ -127,7 +127,9 @@ def resume_scenario(tmp_path: Path, page_server: str, mark: str, storage_type: s
         "spec": {"recordUrl": f"{page_server}/recorder_sound.html", "width": 640, "height": 360,
                  "storageType": storage_type}}))
     (tmp_path / "token").write_text("s3cret\n")
-    env = {**env, "WEBRECORD_OUTPUT_DIR": str(outdir)}
+    # Segments are cut here by Pause and by the kill only (timed rotation, which would add a cut
+    # whenever the wall clock passes a multiple of 10 s, has its own tests in test_rotation.py).
+    env = {**env, "WEBRECORD_OUTPUT_DIR": str(outdir), "WEBRECORD_SEGMENT_SECONDS": "3600"}
 
     first = Recorder(tmp_path, "work1", task_file, env)
     try:

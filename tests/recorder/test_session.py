@@ -26,7 +26,9 @@ def make_session(tmp_path: Path, url: str, settings: RecorderSettings | None = N
                  manual_start_timeout: float | None = None, **spec) -> tuple[Session, list]:
     task = RecordingTask(task_id="t1", spec=RecordingSpec(record_url=url, **spec))
     history: list = []
-    session = Session(task, tmp_path / "work", settings or RecorderSettings(),
+    # Segment counts asserted here come from Pause/Resume only: no timed rotation (a cut at each
+    # 10 s multiple of the wall clock) unless a test asks for it (see test_rotation.py).
+    session = Session(task, tmp_path / "work", settings or RecorderSettings(segment_seconds=3600),
                       on_status=lambda st: history.append((st.status, st.message, st.segments,
                                                           time.monotonic())),
                       manual_start_timeout=manual_start_timeout)
