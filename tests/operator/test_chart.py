@@ -64,7 +64,7 @@ def test_default_render_is_least_privilege(helm: str) -> None:
     op_rules = roles["rel-webrecord-operator"]["rules"]
     assert roles["rel-webrecord-operator"]["metadata"]["namespace"] == "wr"
     secrets_rule = next(r for r in op_rules if r["resources"] == ["secrets"])
-    assert secrets_rule["verbs"] == ["get", "create"]  # no list/watch of secrets
+    assert secrets_rule["verbs"] == ["get", "create", "delete"]  # no list/watch of secrets
     adapter_rules = roles["rel-webrecord-adapter"]["rules"]
     # Secrets: create only (a Start's EncryptKey); delete: the WebRecording whose key Secret
     # could not be stored (no half-created task).
@@ -220,7 +220,9 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
         assert not _can(kube, sa, "list", "secrets", "-n", ns)
         assert not _can(kube, sa, "list", "secrets", "--all-namespaces")
         assert not _can(kube, sa, "create", "pods", "-n", other)
-        assert not _can(kube, sa, "delete", "webrecordings.webrecord.io", "-n", ns)
+        # Finished WebRecordings past ttlSecondsAfterFinished, in its own namespaces only.
+        assert _can(kube, sa, "delete", "webrecordings.webrecord.io", "-n", ns)
+        assert not _can(kube, sa, "delete", "webrecordings.webrecord.io", "-n", other)
         adapter = kube.cp.service_account_kubeconfig(ns, "rel-webrecord-adapter")
         assert _can(kube, adapter, "create", "webrecordings.webrecord.io", "-n", ns)
         assert not _can(kube, adapter, "create", "pods", "-n", ns)
@@ -255,7 +257,7 @@ def test_all_namespaces_mode_grants_cluster_wide_rights(helm: str, kube: Kube) -
             assert _can(kube, sa, "patch", "clusterkopfpeerings.kopf.dev")
             assert _can(kube, sa, "watch", "webrecordings.webrecord.io", "--all-namespaces")
             assert not _can(kube, sa, "list", "secrets", "-n", other)
-            assert not _can(kube, sa, "delete", "secrets", "-n", other)
+            assert not _can(kube, sa, "watch", "secrets", "-n", other)
     finally:
         for doc in docs:
             if doc["kind"] in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering"):
