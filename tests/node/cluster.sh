@@ -282,8 +282,9 @@ image_ids() {
   cache="$D/images/$(basename "$tar").ids"
   if [ "$(head -n 1 "$cache" 2>/dev/null)" != "$key" ]; then
     mkdir -p "$D/images"
-    { echo "$key"; tar -xOf "$tar" manifest.json | python3 -c '
+    { echo "$key"; { tar -xOf "$tar" manifest.json 2>/dev/null || log "$tar: not a docker-archive (no manifest.json), skipped"; } | python3 -c '
 import json, sys
+text = sys.stdin.read()
 def full(ref):  # containerd stores docker.io/library/x:t for x:t
     first = ref.split("/")[0]
     if "/" not in ref:
@@ -291,7 +292,7 @@ def full(ref):  # containerd stores docker.io/library/x:t for x:t
     if "." in first or ":" in first or first == "localhost":
         return ref
     return "docker.io/" + ref
-for entry in json.load(sys.stdin):
+for entry in json.loads(text) if text.strip() else []:
     digest = entry["Config"].split("/")[-1].removesuffix(".json")
     for ref in entry.get("RepoTags") or []:
         print(full(ref), "sha256:" + digest)

@@ -76,7 +76,9 @@ make_base_tar() {   # the rootfs of a minimal bookworm as $1 (written atomically
 # Bump BASE_RECIPE when make_base_tar changes: the cached tarball and the imported image carry it.
 BASE_RECIPE=2
 if [ "$("$DOCKER" image inspect -f '{{index .Config.Labels "webrecord.base-recipe"}}' "$BASE_IMAGE" 2>/dev/null)" != "$BASE_RECIPE" ]; then
-  base_tar=$CACHE/base-$SUITE-$BASE_RECIPE.tar
+  # Not in $CACHE itself: cluster.sh imports every *.tar there into the node.
+  mkdir -p "$CACHE/../base"
+  base_tar=$CACHE/../base/base-$SUITE-$BASE_RECIPE.tar
   [ -s "$base_tar" ] || timed "debootstrap" make_base_tar "$base_tar"
   timed "docker import" "$DOCKER" import -c "LABEL webrecord.base-recipe=$BASE_RECIPE" \
     -c 'CMD ["bash"]' "$base_tar" "$BASE_IMAGE" >/dev/null
