@@ -53,6 +53,7 @@ from recbench.analysis import analyse_barcode_video  # noqa: E402
 
 PAGES_DIR = ROOT / "bench" / "recorder" / "pages"
 FIDELITY_TARGET = 0.98
+RELEASE = "wr-bench"  # not the tests' "wr": cluster-scoped names derive from it
 
 
 def now_ms() -> int:
@@ -81,7 +82,7 @@ class Bench:
         values["operator"]["maxConcurrent"] = 0  # the node's capacity decides, not a count
         path = self.workdir / "values.yaml"
         path.write_text(yaml.safe_dump(values))
-        subprocess.run([self.helm, "install", "wr", str(CHART), "-n", self.ns, "-f", str(path),
+        subprocess.run([self.helm, "install", RELEASE, str(CHART), "-n", self.ns, "-f", str(path),
                         "--wait", "--timeout", "8m"], check=True, env=self.cluster.env,
                        capture_output=True, timeout=600)
         pages = {"frames.html": (PAGES_DIR / "frames.html").read_text()}
@@ -207,6 +208,7 @@ def main() -> int:
                           capture_output=True, text=True).stdout.strip()
     with NodeCluster.from_environment() as cluster:
         proc, s3 = start_moto(host=host_for_pods(cluster))
+        bench: Bench | None = None
         try:
             s3_client(s3).create_bucket(Bucket=BUCKET)
             bench = Bench(cluster, helm, s3)
@@ -218,6 +220,10 @@ def main() -> int:
             conc = bench.concurrency(args.concurrent, 20)
         finally:
             stop_process(proc)
+            # The release's cluster-scoped objects (ClusterRole, binding) outlive its namespace.
+            if bench is not None:
+                subprocess.run([helm, "uninstall", RELEASE, "-n", bench.ns, "--wait"], check=False,
+                               capture_output=True, env=cluster.env, timeout=300)
             for ns in (getattr(bench, "ns", None), getattr(bench, "baseline_ns", None)):
                 if ns:
                     cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)

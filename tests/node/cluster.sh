@@ -384,6 +384,10 @@ up() {
     rm -rf "$D/etcd" "$D/kubelet" "$D/pod-logs"
   fi
   mkdir -p "$D/containerd" "$D/cni/net.d" "$D/kubelet" "$D/pod-logs"
+  # Node preparation a platform team does once per node: the chart's Localhost seccomp profile
+  # for recorder pods with Chromium's sandbox (charts/webrecord values recorder.seccompProfile).
+  install -D -m 0644 "$HERE/../../charts/webrecord/files/chromium-seccomp.json" \
+    "$D/kubelet/seccomp/webrecord/chromium.json"
   # Pods reach each other and the Services through the host: forwarding, and bridged traffic
   # through iptables (kube-proxy's rules), as every CNI bridge setup needs.
   sysctl -q -w net.ipv4.ip_forward=1

@@ -145,7 +145,7 @@ class NodeCluster:
 
 def _node_images(cluster: NodeCluster) -> set[str]:
     nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    return {name for node in nodes for image in node["status"].get("images", []) for name in image.get("names", [])}
+    return {name for node in nodes for image in node["status"].get("images") or [] for name in image.get("names") or []}
 
 
 def _node_ip(cluster: NodeCluster) -> str:

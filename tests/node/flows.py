@@ -100,7 +100,10 @@ def chart_values(cluster: Any, s3_endpoint: str, callback_secret: str, app_secre
         "storage": {"credentials": {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_KEY,
                                     "AWS_DEFAULT_REGION": "us-east-1"}},
         "callback": {"secret": callback_secret},
-        "recorder": {"env": {"WEBRECORD_S3_ENDPOINT_URL": s3_endpoint,
+        # The own node has the chart's seccomp profile (cluster.sh puts it there, as a node
+        # image would); on a user's cluster it may not, so Chromium runs --no-sandbox there.
+        "recorder": {"chromiumSandbox": bool(cluster.own_cluster),
+                     "env": {"WEBRECORD_S3_ENDPOINT_URL": s3_endpoint,
                              "WEBRECORD_S3_ADDRESSING_STYLE": "path"}},
     }
 

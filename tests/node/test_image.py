@@ -34,6 +34,7 @@ DOCKER = "/usr/bin/docker"  # Debian's client; a newer /usr/local/bin/docker may
 IMAGE = os.environ.get("WEBRECORD_IMAGE", "webrecord/recorder:0.1.0")
 TARBALL = (Path(os.environ.get("WEBRECORD_CACHE", Path.home() / ".cache" / "webrecord"))
            / "node" / "images" / "recorder.tar")
+SECCOMP_PROFILE = HERE.parents[1] / "charts" / "webrecord" / "files" / "chromium-seccomp.json"
 MAX_SIZE = 1_400_000_000  # bytes: 1.4 GB as `docker images` counts
 DURATION = 5
 
@@ -84,13 +85,15 @@ def out_dir() -> Iterator[Path]:
 
 
 def pod_like_run(image: str, name: str, out: Path, *args: str) -> list[str]:
-    """`docker run` with the recorder pod's security context and volumes."""
+    """`docker run` with the recorder pod's security context and volumes: the chart's seccomp
+    profile and Chromium's own sandbox on (uid 1000: the recorder's default)."""
     return [
         "run", "-d", "--name", name,
         "--user", "1000:1000", "--read-only",
         "--tmpfs", "/tmp:exec,mode=1777", "--tmpfs", "/data:exec,uid=1000,gid=1000",
         "--shm-size", "256m",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={SECCOMP_PROFILE}",
         "-v", f"{out}:/out",
         image, *args,
     ]

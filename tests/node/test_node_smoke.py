@@ -67,9 +67,11 @@ def web_commands(cluster: NodeCluster) -> tuple[str, list[str], list[str]]:
         assert cluster.busybox_image, f"no busybox image on the node: {sorted(cluster.node_images)}"
         # Not busybox wget: Debian bookworm's busybox-static 1.35.0-4+deb12u1+b1 segfaults in it
         # (even on the host). nc + ash: a plain HTTP/1.0 GET, headers dropped, body printed.
-        get_body = ('set -o pipefail; h=${1#http://}; h=${h%%/*}; '
-                    'printf "GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n" "$h" | busybox nc -w 5 "$h" 80 | '
-                    '{ while IFS= read -r line; do [ "$line" = "$(printf "\\r")" ] && break; done; busybox cat; }')
+        # Tried for up to 10 s: kube-proxy may program a new Service a moment after its pod is Ready.
+        get_body = ('h=${1#http://}; h=${h%%/*}; for i in 1 2 3 4 5 6 7 8 9 10; do '
+                    'body=$(printf "GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n" "$h" | busybox nc -w 5 "$h" 80 | '
+                    '{ while IFS= read -r line; do [ "$line" = "$(printf "\\r")" ] && break; done; busybox cat; }); '
+                    '[ -n "$body" ] && { echo "$body"; exit 0; }; sleep 1; done; exit 1')
         return (cluster.busybox_image, ["httpd", "-f", "-p", "8080", "-h", "/www"], ["sh", "-c", get_body, "get"])
     client = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end='')"
     return (cluster.image, ["python3", "-m", "http.server", "8080", "--directory", "/www"], ["python3", "-c", client])

@@ -11,6 +11,7 @@ cluster (KUBECONFIG set, see tests/node/README.md) the same tests run against it
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -188,6 +189,52 @@ def test_action_protocol_through_the_adapter_service(release: Release) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code in (401, 403)
+
+
+def test_chromium_runs_its_own_sandbox_in_the_recorder_pod(release: Release, node_cluster: Any) -> None:
+    """Under the chart's Localhost seccomp profile Chromium keeps its sandbox: no --no-sandbox,
+    each renderer in its own user and PID namespace and under a seccomp filter, inside a pod
+    that is itself non-root, capability-free and read-only. Read from this machine's /proc."""
+    if not node_cluster.own_cluster:
+        pytest.skip("reads the recorder pod's processes from this machine's /proc: own node only")
+    kube = release.kube
+    start(release, "sandboxed", "sandboxed")
+    wait_phase(release, "sandboxed", "recording")
+    pod = kube.get("pod", "sandboxed-recorder")
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {
+        "type": "Localhost", "localhostProfile": "webrecord/chromium.json"}
+    procs = wait_for(lambda: (p := chromium_processes(pod["metadata"]["uid"])) and
+                     any("--type=renderer" in c for c in p.values()) and p, 30, "Chromium's renderers")
+    assert not [c for c in procs.values() if "--no-sandbox" in c], procs
+    [browser] = [pid for pid, c in procs.items() if "--type=" not in c]
+    renderers = [pid for pid, c in procs.items() if "--type=renderer" in c]
+    for pid in renderers:
+        for ns in ("user", "pid"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/{browser}/ns/{ns}"), (pid, ns)
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert "\nSeccomp:\t2" in status and "\nNoNewPrivs:\t1" in status, status
+    kube.patch_spec("sandboxed", {"action": "Stop", "actionSeq": 1})
+    final = wait_phase(release, "sandboxed", "finished", 240)
+    assert_delivered(release, "sandboxed", final, min_seconds=1)
+
+
+def chromium_processes(pod_uid: str) -> dict[int, str]:
+    """PID -> command line of the Chromium processes in the pod's cgroup (cgroupfs or systemd
+    naming of the pod's slice)."""
+    marks = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "chromium":
+                continue
+            if not any(m in Path(f"/proc/{entry}/cgroup").read_text() for m in marks):
+                continue
+            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
 
 
 def test_operator_pod_deleted_mid_recording(release: Release) -> None:

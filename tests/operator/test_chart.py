@@ -55,7 +55,7 @@ def test_chart_lints(helm: str) -> None:
 def test_default_render_is_least_privilege(helm: str) -> None:
     docs = render(helm, "wr")
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "KopfPeering",
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "KopfPeering",
                      "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
     [cluster_role] = by_kind(docs, "ClusterRole")
     # Cluster-wide the operator may only discover CRDs: no pods, no secrets.
@@ -160,6 +160,31 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
     adapter = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("adapter"))
     assert env_of(adapter["spec"]["template"]["spec"]["containers"][0])[
         "WEBRECORD_ADAPTER_CLUSTER_FILESYSTEM_OUTPUT"] == "true"
+
+
+def test_chromium_sandbox_ships_its_seccomp_profile(helm: str) -> None:
+    """By default recorder pods keep Chromium's sandbox under the chart's Localhost profile,
+    which the chart ships (ConfigMap) for the nodes; --no-sandbox only when asked for."""
+    profile_file = CHART / "files" / "chromium-seccomp.json"
+    profile = json.loads(profile_file.read_text())
+    # The runtime's default profile (refuse unless listed) plus what the namespace sandbox needs.
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert any(set(r["names"]) == {"clone", "unshare", "chroot"} and r["action"] == "SCMP_ACT_ALLOW"
+               and not r.get("includes") for r in profile["syscalls"])
+    docs = render(helm, "wr")
+    operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("operator"))
+    env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    assert env["WEBRECORD_OPERATOR_CHROMIUM_SANDBOX"] == "true"
+    assert env["WEBRECORD_OPERATOR_SECCOMP_PROFILE"] == "webrecord/chromium.json"
+    [config_map] = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"] == "rel-webrecord-seccomp"]
+    assert json.loads(config_map["data"]["chromium.json"]) == profile
+
+    docs = render(helm, "wr", "recorder.chromiumSandbox=false")
+    operator = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("operator"))
+    env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    assert env["WEBRECORD_OPERATOR_CHROMIUM_SANDBOX"] == "false"
+    assert "WEBRECORD_OPERATOR_SECCOMP_PROFILE" not in env
+    assert not [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"] == "rel-webrecord-seccomp"]
 
 
 def test_every_pod_can_read_its_secret_volumes(helm: str) -> None:

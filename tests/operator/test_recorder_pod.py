@@ -31,6 +31,23 @@ def _container(pod: dict) -> dict:
     return container
 
 
+def test_chromium_sandbox_and_seccomp_profile_are_explicit() -> None:
+    """Off (the operator's default): --no-sandbox said in the env, RuntimeDefault seccomp. On:
+    the Localhost profile that lets Chromium make its namespaces, and no --no-sandbox."""
+    off = podlib.build_pod(OWNER, OperatorSettings())
+    assert _env(off)["WEBRECORD_CHROMIUM_NO_SANDBOX"] == "true"
+    assert off["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    on = podlib.build_pod(OWNER, OperatorSettings(chromium_sandbox=True,
+                                                  seccomp_profile="webrecord/chromium.json"))
+    assert _env(on)["WEBRECORD_CHROMIUM_NO_SANDBOX"] == "false"
+    assert on["spec"]["securityContext"]["seccompProfile"] == {
+        "type": "Localhost", "localhostProfile": "webrecord/chromium.json"}
+
+
+def _env(pod: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in _container(pod)["env"]}
+
+
 def test_pod_is_locked_down() -> None:
     pod = podlib.build_pod(OWNER, OperatorSettings())
     spec = pod["spec"]

@@ -156,9 +156,17 @@ def recorder_env(settings: OperatorSettings) -> list[dict[str, Any]]:
         "WEBRECORD_TERMINATION_LOG": settings.termination_log,
         # One wall-clock cap for the recorder and the operator's backstop.
         "WEBRECORD_MAX_WALL_SECONDS": f"{settings.max_wall_s:g}",
+        # Said explicitly either way: the recorder's automatic choice only looks at the uid.
+        "WEBRECORD_CHROMIUM_NO_SANDBOX": "false" if settings.chromium_sandbox else "true",
     }
     env.update(settings.recorder_env)
     return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def seccomp_profile(settings: OperatorSettings) -> dict[str, str]:
+    if settings.seccomp_profile:
+        return {"type": "Localhost", "localhostProfile": settings.seccomp_profile}
+    return {"type": "RuntimeDefault"}
 
 
 def build_pod(owner: dict[str, Any], settings: OperatorSettings,
@@ -214,7 +222,7 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
             "runAsUser": RECORDER_UID,
             "runAsGroup": RECORDER_UID,
             "fsGroup": RECORDER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": seccomp_profile(settings),
         },
         "containers": [container],
         "volumes": [

@@ -38,6 +38,16 @@ class OperatorSettings(BaseSettings):
         default_factory=dict, description="Extra env for the recorder (JSON object)"
     )
     service_account: str | None = Field(None, description="Recorder pods' service account")
+    # Chromium's own sandbox (a user, PID and network namespace per renderer, plus its seccomp
+    # filters) needs clone(CLONE_NEWUSER), which the runtime's default seccomp profile refuses:
+    # it runs under a Localhost profile that allows it (the chart ships one:
+    # charts/webrecord/files/chromium-seccomp.json). Off: Chromium runs with --no-sandbox and the
+    # pod's own restrictions (non-root, no capabilities, RuntimeDefault seccomp) are all there is.
+    chromium_sandbox: bool = Field(
+        False, description="Chromium's own sandbox in recorder pods (needs seccomp_profile)")
+    seccomp_profile: str | None = Field(
+        None, description="Recorder pods' Localhost seccomp profile, relative to the kubelet's "
+        "seccomp directory (e.g. webrecord/chromium.json); unset: RuntimeDefault")
     node_selector: dict[str, str] = Field(default_factory=dict)
     priority_class: str | None = None
     work_dir_size_limit: str = "20Gi"
