@@ -162,6 +162,28 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
         "WEBRECORD_ADAPTER_CLUSTER_FILESYSTEM_OUTPUT"] == "true"
 
 
+def test_recorders_egress_policy(helm: str) -> None:
+    """Recorder pods may reach DNS and what lies outside the pod ranges and link-local (cloud
+    metadata), plus the peers the user adds; nothing else inside the cluster."""
+    [policy] = by_kind(render(helm, "wr"), "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    dns, outside = policy["spec"]["egress"]
+    assert dns["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert {p["port"] for p in dns["ports"]} == {53}
+    v4, v6 = (peer["ipBlock"] for peer in outside["to"])
+    assert (v4["cidr"], v4["except"]) == ("0.0.0.0/0", ["169.254.0.0/16"])
+    assert v6["cidr"] == "::/0" and "fe80::/10" in v6["except"]
+
+    extra = "networkPolicy.recorderEgressTo[0].namespaceSelector.matchLabels.team=storage"
+    [policy] = by_kind(render(helm, "wr", "egress.podCIDRs={10.244.0.0/16,fd00:10::/64}", extra),
+                       "NetworkPolicy")
+    _, outside, added = policy["spec"]["egress"]
+    v4, v6 = (peer["ipBlock"] for peer in outside["to"])
+    assert v4["except"] == ["169.254.0.0/16", "10.244.0.0/16"]
+    assert v6["except"][-1] == "fd00:10::/64"
+    assert added["to"] == [{"namespaceSelector": {"matchLabels": {"team": "storage"}}}]
+
+
 def test_chromium_sandbox_ships_its_seccomp_profile(helm: str) -> None:
     """By default recorder pods keep Chromium's sandbox under the chart's Localhost profile,
     which the chart ships (ConfigMap) for the nodes; --no-sandbox only when asked for."""
