@@ -967,8 +967,8 @@ def _replaced(name: str, pages: PageServer, go: Callable[[OpRig], None]) -> Row:
         run.sleep_until(FAULT_AT_S)
         old = rig.kubelets[-1]
         uid = old.pod["metadata"]["uid"]
-        fault_wall = time.time()
         go(rig)
+        fault_wall = time.time()  # the recorder stops capturing here: what follows is "down"
         code = _pod_processes_exit(old, signal.SIGTERM)  # the kubelet stops the container
         # (the pod object is gone already: no node was ever bound to it, so no grace period)
         rig.run_pod("wr-recorder", old_uid=uid)
