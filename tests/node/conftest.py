@@ -19,8 +19,8 @@ import yaml
 
 from delivery.moto_server import start_moto, stop_process
 from node.flows import (
-    BUCKET, CHART, CallbackReceiver, Kube, Release, chart_values, dump_namespace, host_for_pods,
-    page_server_manifests, pull_policy, s3_client,
+    BUCKET, CHART, CallbackReceiver, Kube, Release, chart_values, cluster_ranges, dump_namespace,
+    host_for_pods, page_server_manifests, pull_policy, s3_client,
 )
 
 
@@ -43,14 +43,20 @@ def release(node_cluster: Any, helm: str, s3_on_node: str) -> Iterator[Release]:
     callbacks = CallbackReceiver(host=host_for_pods(node_cluster))
     callback_secret, app_secret = secrets.token_hex(16), secrets.token_hex(16)
     values = Path(tempfile.mkdtemp(prefix="wr-node-values-")) / "values.yaml"
-    values.write_text(yaml.safe_dump(chart_values(node_cluster, s3_on_node, callback_secret, app_secret)))
     kube = Kube(node_cluster, ns)
     rel = Release("wr", ns, kube, helm, values, s3_on_node, callbacks, callback_secret, app_secret,
                   f"http://pages.{ns}.svc:8000")
     try:
-        rel.helm_run("install", rel.name, str(CHART), "-f", str(values), "--wait", "--timeout", "8m")
+        # The page server first: the install's egress policy refuses the cluster's pod and
+        # service ranges to pages, except this one Service (a user's in-cluster page server).
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(
             page_server_manifests(node_cluster.image, pull_policy(node_cluster))))
+        pages_ip = kube.get("service", "pages")["spec"]["clusterIP"]
+        pod_cidrs, service_cidrs = cluster_ranges(node_cluster)
+        egress = {"podCIDRs": pod_cidrs, "serviceCIDRs": service_cidrs, "allowCIDRs": [f"{pages_ip}/32"]}
+        values.write_text(yaml.safe_dump(chart_values(node_cluster, s3_on_node, callback_secret,
+                                                      app_secret, egress)))
+        rel.helm_run("install", rel.name, str(CHART), "-f", str(values), "--wait", "--timeout", "8m")
         kube.kubectl("wait", "--for=condition=Ready", "pod/pages", "--timeout=180s", timeout=200)
         yield rel
     except BaseException:

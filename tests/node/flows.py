@@ -90,9 +90,25 @@ def page_server_manifests(image: str, pull_policy: str,
     ]
 
 
-def chart_values(cluster: Any, s3_endpoint: str, callback_secret: str, app_secret: str) -> dict[str, Any]:
+def cluster_ranges(cluster: Any) -> tuple[list[str], list[str]]:
+    """(pod CIDRs, service CIDRs) of the cluster: the nodes' podCIDRs (else, on the own node,
+    cluster.sh's POD_CIDR) and the ServiceCIDR objects."""
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    pods = sorted({c for n in nodes for c in n["spec"].get("podCIDRs") or []})
+    if not pods and cluster.own_cluster:
+        script = (Path(__file__).parent / "cluster.sh").read_text()
+        pods = [line.split("=", 1)[1] for line in script.splitlines() if line.startswith("POD_CIDR=")]
+    listed = cluster.kubectl("get", "servicecidrs", "-o", "json", check=False)
+    services = sorted({c for s in (json.loads(listed.stdout)["items"] if listed.returncode == 0 else [])
+                       for c in s["spec"].get("cidrs") or []})
+    return pods, services
+
+
+def chart_values(cluster: Any, s3_endpoint: str, callback_secret: str, app_secret: str,
+                 egress: dict[str, Any] | None = None) -> dict[str, Any]:
     repo, tag = cluster.image.rsplit(":", 1)
     return {
+        "egress": egress or {},
         # Images were imported into the node, not pulled: Never is a test-only value.
         "image": {"repository": repo, "tag": tag, "pullPolicy": pull_policy(cluster)},
         "operator": {"replicas": 2, "pollIntervalSeconds": 1, "startDeadlineSeconds": 180},

@@ -191,6 +191,28 @@ def test_action_protocol_through_the_adapter_service(release: Release) -> None:
     assert refused.value.code in (401, 403)
 
 
+def test_pages_cannot_reach_into_the_cluster(release: Release) -> None:
+    """The install's egress policy (egress.podCIDRs / serviceCIDRs from the cluster's own
+    ranges, the page server's Service allowed): a WebRecording aimed at the adapter's Service or
+    straight at a pod ends InvalidParam naming the range, judged inside the recorder pod by the
+    cluster's DNS; the allowed page records."""
+    kube = release.kube
+    pages_pod_ip = kube.get("pod", "pages")["status"]["podIP"]
+    targets = {
+        "to-service": (f"http://{release.name}-webrecord-adapter.{kube.ns}.svc.cluster.local/healthz",
+                       "in the cluster's service network"),
+        "to-pod": (f"http://{pages_pod_ip}:8000/recorder_sound.html", "in the cluster's pod network"),
+    }
+    for name, (url, _) in targets.items():
+        kube.apply(recording(name, recordUrl=url, width=320, height=240, maxDurationLimit=20,
+                             storageType="cos", output={"cos": {"bucket": BUCKET, "targetDir": name}}))
+    for name, (url, reason) in targets.items():
+        result = wait_phase(release, name, "finished", 180)["result"]
+        assert result.get("errorCode") == "InvalidParam", (url, result)
+        assert "RecordURL" in result["errorMessage"] and reason in result["errorMessage"], result
+        assert not s3_client(release.s3_endpoint).list_objects_v2(Bucket=BUCKET, Prefix=f"{name}/").get("Contents")
+
+
 def test_chromium_runs_its_own_sandbox_in_the_recorder_pod(release: Release, node_cluster: Any) -> None:
     """Under the chart's Localhost seccomp profile Chromium keeps its sandbox: no --no-sandbox,
     each renderer in its own user and PID namespace and under a seccomp filter, inside a pod
@@ -213,6 +235,7 @@ def test_chromium_runs_its_own_sandbox_in_the_recorder_pod(release: Release, nod
             assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/{browser}/ns/{ns}"), (pid, ns)
         status = Path(f"/proc/{pid}/status").read_text()
         assert "\nSeccomp:\t2" in status and "\nNoNewPrivs:\t1" in status, status
+    wait_for(lambda: kube.status("sandboxed").get("recordedSeconds", 0) >= 2, 60, "2 s recorded")
     kube.patch_spec("sandboxed", {"action": "Stop", "actionSeq": 1})
     final = wait_phase(release, "sandboxed", "finished", 240)
     assert_delivered(release, "sandboxed", final, min_seconds=1)
