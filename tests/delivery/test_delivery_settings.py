@@ -65,3 +65,25 @@ def test_vod_credentials_and_callback_secret_file(tmp_path: Path) -> None:
     assert DeliverySettings(vod_secret_id="a", vod_secret_key="b").vod_credentials() == ("a", "b")
     (tmp_path / "cb").write_text("s3cret\n")
     assert DeliverySettings(callback_secret_file=tmp_path / "cb").callback_key() == b"s3cret"
+
+
+def test_secrets_dir_is_the_mounted_storage_secret(tmp_path: Path) -> None:
+    """A recorder pod gets its storage Secret as files: each credential is read when present;
+    a Secret with only the callback key leaves S3 to boto3's own chain."""
+    mounted = tmp_path / "storage"
+    mounted.mkdir()
+    (mounted / "WEBRECORD_CALLBACK_SECRET").write_text("cb-key\n")
+    s = DeliverySettings(secrets_dir=mounted)
+    assert s.callback_key() == b"cb-key"
+    assert s.s3_credentials() is None and s.vod_credentials() is None
+    (mounted / "AWS_ACCESS_KEY_ID").write_text("AKIA")
+    with pytest.raises(ValueError, match="WEBRECORD_SECRETS_DIR .*needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        s.s3_credentials()
+    (mounted / "AWS_SECRET_ACCESS_KEY").write_text("s3cr3t")
+    (mounted / "SecretId").write_text("sid")
+    (mounted / "SecretKey").write_text("skey")
+    assert s.s3_credentials() == {"aws_access_key_id": "AKIA", "aws_secret_access_key": "s3cr3t"}
+    assert s.vod_credentials() == ("sid", "skey")
+    # Explicit settings win over the mounted files.
+    assert DeliverySettings(secrets_dir=mounted, callback_secret="env-key").callback_key() == b"env-key"
+    assert DeliverySettings(secrets_dir=tmp_path / "absent").callback_key() is None

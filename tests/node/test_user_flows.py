@@ -225,8 +225,16 @@ def test_chromium_runs_its_own_sandbox_in_the_recorder_pod(release: Release, nod
     pod = kube.get("pod", "sandboxed-recorder")
     assert pod["spec"]["securityContext"]["seccompProfile"] == {
         "type": "Localhost", "localhostProfile": "webrecord/chromium.json"}
-    procs = wait_for(lambda: (p := chromium_processes(pod["metadata"]["uid"])) and
+    procs = wait_for(lambda: (p := pod_processes(pod["metadata"]["uid"], "chromium")) and
                      any("--type=renderer" in c for c in p.values()) and p, 30, "Chromium's renderers")
+    # The storage Secret is mounted as files: no process of the pod has a credential in its env.
+    for pid in pod_processes(pod["metadata"]["uid"]):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        for secret in (b"AWS_SECRET_ACCESS_KEY", b"WEBRECORD_CALLBACK_SECRET", release.callback_secret.encode()):
+            assert secret not in environ, (pid, secret)
     assert not [c for c in procs.values() if "--no-sandbox" in c], procs
     [browser] = [pid for pid, c in procs.items() if "--type=" not in c]
     renderers = [pid for pid, c in procs.items() if "--type=renderer" in c]
@@ -241,16 +249,16 @@ def test_chromium_runs_its_own_sandbox_in_the_recorder_pod(release: Release, nod
     assert_delivered(release, "sandboxed", final, min_seconds=1)
 
 
-def chromium_processes(pod_uid: str) -> dict[int, str]:
-    """PID -> command line of the Chromium processes in the pod's cgroup (cgroupfs or systemd
-    naming of the pod's slice)."""
+def pod_processes(pod_uid: str, comm: str | None = None) -> dict[int, str]:
+    """PID -> command line of the processes (named `comm`, if given) in the pod's cgroup
+    (cgroupfs or systemd naming of the pod's slice)."""
     marks = (f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}")
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if Path(f"/proc/{entry}/comm").read_text().strip() != "chromium":
+            if comm is not None and Path(f"/proc/{entry}/comm").read_text().strip() != comm:
                 continue
             if not any(m in Path(f"/proc/{entry}/cgroup").read_text() for m in marks):
                 continue

@@ -87,7 +87,9 @@ class Kubelet:
             path.mkdir(parents=True, exist_ok=True)
             if "secret" in volume:
                 data = self._secret(volume["secret"]["secretName"])
-                for item in volume["secret"]["items"]:
+                # No items: every key becomes a file, as a kubelet mounts it.
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
                     content = data[item["key"]]
                     if item["key"] == "task.json" and task_spec_override:
                         task = json.loads(content)
@@ -95,8 +97,6 @@ class Kubelet:
                         content = json.dumps(task)
                     (path / item["path"]).write_text(content)
         env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LANG": "C.UTF-8"}
-        for source in container.get("envFrom", []):
-            env.update(self._secret(source["secretRef"]["name"]))
         env.update({e["name"]: e["value"] for e in container["env"]})
         log = open(self.log, "wb")
         self.proc = subprocess.Popen([*container["command"], *container["args"]], env=env,

@@ -286,7 +286,8 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
     kube.apply(recording("charted"))
     wait_for(lambda: kube.status("charted").get("podName"), 60, "the operator (chart RBAC) to act")
     pod = kube.get("pod", "charted-recorder")
-    assert pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "rel-webrecord-storage"}}]
+    storage = next(v for v in pod["spec"]["volumes"] if v.get("secret", {}).get("secretName") == "rel-webrecord-storage")
+    assert any(m["name"] == storage["name"] for m in pod["spec"]["containers"][0]["volumeMounts"])
     peering = kube.get("kopfpeering", "webrecord")
     assert peering.get("status"), "the operator did not announce itself in the KopfPeering"
     assert "Forbidden" not in op.log() and "403" not in op.log()

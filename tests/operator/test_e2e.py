@@ -1,8 +1,8 @@
 """End to end on one machine: real kube-apiserver, the operator, and a real recorder.
 
 The test plays the kubelet: it reads the Pod the operator created, writes the Secret's files
-where the pod mounts them, starts exactly the pod's command and args with the pod's env (and the
-env of its envFrom Secret) as a local process, and reports the pod's status (Running with
+where the pod mounts them, starts exactly the pod's command and args with the pod's env (Secret volumes
+written as files) as a local process, and reports the pod's status (Running with
 podIP 127.0.0.1, then Succeeded with the termination message) through the API. Controls go
 through `spec.action` / `spec.actionSeq`; the video lands in a moto S3 server on loopback and the
 callback in a loopback HTTP receiver.

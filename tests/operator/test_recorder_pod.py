@@ -95,7 +95,13 @@ def test_command_matches_the_contract_and_settings() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["A"] == "1" and env["WEBRECORD_TERMINATION_LOG"] == "/x/term"
     assert env["HOME"] == "/tmp"
-    assert container["envFrom"] == [{"secretRef": {"name": "store"}}]
+    # Storage credentials and the callback key: files read by delivery only, never env.
+    assert "envFrom" not in container
+    assert env["WEBRECORD_SECRETS_DIR"] == "/x/etc/storage"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/x/etc/storage")
+    assert mount["readOnly"] is True
+    volume = next(v for v in podlib.build_pod(OWNER, settings)["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"] == {"secretName": "store", "defaultMode": 0o440}
     assert container["terminationMessagePath"] == "/x/term"
     assert container["ports"][0]["containerPort"] == 9100
 

@@ -83,6 +83,7 @@ def paths(settings: OperatorSettings) -> dict[str, str]:
         "token_dir": f"{root}/token",
         "task_file": f"{root}/task/{TASK_KEY}",
         "token_file": f"{root}/token/{TOKEN_KEY}",
+        "secrets_dir": f"{root}/storage",
     }
 
 
@@ -210,7 +211,11 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
         ],
     }
     if settings.storage_secret:
-        container["envFrom"] = [{"secretRef": {"name": settings.storage_secret}}]
+        # Files, not env (envFrom): only the delivery step reads them (WEBRECORD_SECRETS_DIR),
+        # and no child process (Chromium, ffmpeg) can inherit them.
+        container["env"].append({"name": "WEBRECORD_SECRETS_DIR", "value": p["secrets_dir"]})
+        container["volumeMounts"].append({"name": "storage", "mountPath": p["secrets_dir"],
+                                          "readOnly": True})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # a restarted recorder would have lost its segments' state
         "automountServiceAccountToken": False,
@@ -247,6 +252,9 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res["shm"]}},
         ],
     }
+    if settings.storage_secret:
+        pod_spec["volumes"].append({"name": "storage", "secret": {
+            "secretName": settings.storage_secret, "defaultMode": 0o440}})
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
     if settings.node_selector:

@@ -75,6 +75,13 @@ class DeliverySettings(BaseSettings):
     delivery_backoff_s: float = Field(2.0, gt=0, description="First wait between tries; doubles")
     delivery_backoff_max_s: float = Field(60.0, gt=0)
 
+    # --- secrets from files (Kubernetes: the storage Secret mounted as a volume) ---
+    secrets_dir: Path | None = Field(
+        None, description="Mounted directory (one file per key): AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), SecretId / SecretKey (VOD), "
+        "WEBRECORD_CALLBACK_SECRET; each used when present and its own setting is unset. Files, "
+        "not env: Chromium and ffmpeg never inherit them, and only delivery reads them")
+
     # --- callback ---
     callback_secret: SecretStr | None = Field(None, description="HMAC key for callback bodies")
     callback_secret_file: Path | None = Field(None, description="Mounted file with that key")
@@ -112,22 +119,33 @@ class DeliverySettings(BaseSettings):
             return self.callback_secret.get_secret_value().encode()
         if self.callback_secret_file is not None:
             return self.callback_secret_file.read_text().strip().encode()
-        return None
+        key = self._mounted().get("webrecord_callback_secret")
+        return key.encode() if key else None
+
+    def _mounted(self) -> dict[str, str]:
+        """The secrets_dir's files (keys lower-cased); empty when unset or absent."""
+        if self.secrets_dir is None or not self.secrets_dir.is_dir():
+            return {}
+        return read_secret(self.secrets_dir)
 
     def s3_credentials(self) -> dict[str, str] | None:
         """boto3 client kwargs from the mounted secret, or None for boto3's default chain."""
         if self.s3_credentials_file is None:
-            return None
-        values = read_secret(self.s3_credentials_file)
+            mounted = self._mounted()
+            # The shared storage Secret may hold only the callback key (pods with a cloud role):
+            # then boto3's own chain applies.
+            if not _pick(mounted, "aws_access_key_id", "aws_secret_access_key"):
+                return None
+            values, source = mounted, f"WEBRECORD_SECRETS_DIR {self.secrets_dir}"
+        else:
+            values = read_secret(self.s3_credentials_file)
+            source = f"WEBRECORD_S3_CREDENTIALS_FILE {self.s3_credentials_file}"
         key_id = _pick(values, "aws_access_key_id", "access_key_id", "accesskeyid", "secretid")
         secret = _pick(
             values, "aws_secret_access_key", "secret_access_key", "secretaccesskey", "secretkey"
         )
         if not key_id or not secret:
-            raise ValueError(
-                f"WEBRECORD_S3_CREDENTIALS_FILE {self.s3_credentials_file}: needs "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            )
+            raise ValueError(f"{source}: needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         creds = {"aws_access_key_id": key_id, "aws_secret_access_key": secret}
         token = _pick(values, "aws_session_token", "session_token", "token")
         if token:
@@ -147,7 +165,10 @@ class DeliverySettings(BaseSettings):
                 f"WEBRECORD_VOD_CREDENTIALS_FILE {self.vod_credentials_file}: needs SecretId "
                 "and SecretKey"
             )
-        return None
+        mounted = self._mounted()
+        sid = _pick(mounted, "secretid", "tencentcloud_secret_id")
+        skey = _pick(mounted, "secretkey", "tencentcloud_secret_key")
+        return (sid, skey) if sid and skey else None
 
 
 def read_secret(path: Path) -> dict[str, str]:
