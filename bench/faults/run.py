@@ -55,7 +55,7 @@ FAULT_AT_S = 6.0  # fault injected this long after the first frame
 CALLBACK_SECRET = "faults-bench-secret"
 MARK = "WEBRECORD_FAULTS_MARK"
 NOTHING_TOL_S = 0.5  # "nothing lost" allows this much (the baseline measures 0.0-0.1 s)
-GAP_MS = 250  # a page-clock step larger than this between consecutive frames is a hole  # "nothing lost" allows this much (Stop latency: the last ~0.3 s before it)
+CUT_S = 0.2  # page time missing between two frames beyond this is a cut  # "nothing lost" allows this much (Stop latency: the last ~0.3 s before it)
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +276,12 @@ class Row:
 
 def measure(video: Path, t0_ms: int, end_wall: float, fault_wall: float | None) -> dict[str, float]:
     """Page seconds from the first recorded frame to `end_wall` (unix s) the video does not
-    show, and the part of them that is the gap right after `fault_wall` (no recorder ran)."""
+    show, and the part of them that is the cut right after `fault_wall` (no recorder ran).
+
+    A cut is where the page clock advances more than the video's own time between two frames
+    that show a new page clock (by more than CUT_S): page time missing from the file. A capture
+    stall (frames repeated or late, the video's time advancing with the clock) is not a cut.
+    The tail (Stop or the fault's end minus the last frame's clock) counts as lost too."""
     fid, codes = analyse_barcode_video(video, 30.0)
     ok = [(float(codes.times[i]), int(codes.clock_ms[i])) for i, s in enumerate(codes.state)
           if s == OK and codes.clock_ms[i] >= 0]
@@ -285,24 +290,20 @@ def measure(video: Path, t0_ms: int, end_wall: float, fault_wall: float | None) 
     first_clock = ok[0][1]
     end_clock = (end_wall * 1000.0) - t0_ms
     expected = (end_clock - first_clock) / 1000.0
-    covered = 0.0
-    prev = ok[0][1]
-    for _, c in ok[1:]:
-        d = c - prev
-        if 0 < d <= GAP_MS:  # consecutive page frames; a larger jump is a hole in the page time
-            covered += d / 1000.0
-        if c > prev:
-            prev = c
-    lost = max(0.0, expected - covered)
-    down = 0.0
-    if fault_wall is not None:
-        k = fault_wall * 1000.0 - t0_ms
-        after = [c for _, c in ok if c > k]
-        before = [c for _, c in ok if c <= k]
-        if after and before:
-            gap_end = min(after)
-            down = max(0.0, (gap_end - k) / 1000.0) if gap_end - max(before) > GAP_MS else 0.0
-    return {"lost": lost, "down": min(down, lost), "expected": expected}
+    k = None if fault_wall is None else fault_wall * 1000.0 - t0_ms
+    cuts = down = 0.0
+    prev_t, prev_c = ok[0]
+    for t, c in ok[1:]:
+        if c <= prev_c:
+            continue
+        cut = (c - prev_c) / 1000.0 - (t - prev_t)
+        if cut > CUT_S:
+            cuts += cut
+            if k is not None and prev_c <= k + 1000 * CUT_S and c > k:
+                down += min(cut, (c - k) / 1000.0)
+        prev_t, prev_c = t, c
+    tail = max(0.0, (end_clock - prev_c) / 1000.0)
+    return {"lost": cuts + tail, "down": down, "expected": expected}
 
 
 KEEP = False
@@ -946,21 +947,63 @@ def fault_apiserver_restarted(pages: PageServer) -> Row:
     return _operator_fault("API server restarted", pages, "0", inject)
 
 
-def fault_unreachable(pages: PageServer) -> Row:
+class Tarpit:
+    """Accepts every connection on host:port and never answers (a recorder that hangs, or a
+    network that drops the replies): the operator's calls time out."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def _unreachable(pages: PageServer, hang: bool, seconds: float) -> Row:
     def inject(rig: OpRig, run: OpRun, row: Row) -> None:
         run.sleep_until(4.0)
-        # The pod's IP becomes a black hole (TEST-NET-1: no answer, connects time out) while
-        # the recorder keeps recording; then the address is good again.
-        rig.kube.set_pod_status("wr-recorder", {"podIP": "192.0.2.1", "podIPs": [{"ip": "192.0.2.1"}]})
-        time.sleep(UNREACHABLE_S)
+        tarpit = None
+        if hang:  # the pod's address accepts connections and never answers: calls time out
+            ip = "127.0.0.2"
+            tarpit = Tarpit(ip, int(rig.env["WEBRECORD_OPERATOR_CONTROL_PORT"]))
+        else:  # an address whose connects are refused (this machine's gateway answers RST)
+            ip = "192.0.2.1"
+        rig.kube.set_pod_status("wr-recorder", {"podIP": ip, "podIPs": [{"ip": ip}]})
+        time.sleep(seconds)
         rig.kube.set_pod_status("wr-recorder", {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]})
+        if tarpit:
+            tarpit.close()
         phase = rig.kube.status("wr").get("phase")
         pod = rig.kube.get("pod", "wr-recorder")
-        row.note = (f"podIP a black hole for {UNREACHABLE_S:.0f} s; after it: phase {phase}, "
-                    f"pod {'kept' if pod else 'DELETED'}")
+        how = "a tarpit (connections accepted, never answered)" if hang else "refusing connections"
+        row.note = (f"podIP {ip}, {how}, for {seconds:.0f} s while the recorder records; after it: "
+                    f"phase {phase}, pod {'kept' if pod else 'DELETED'}")
         return None
-    return _operator_fault(f"recorder unreachable {UNREACHABLE_S:.0f} s", pages, "0", inject,
-                           record_s=UNREACHABLE_S + 12.0)
+    kind = "calls hang" if hang else "connection refused"
+    return _operator_fault(f"recorder unreachable {seconds:.0f} s ({kind})", pages, "0", inject,
+                           record_s=seconds + 12.0)
+
+
+def fault_unreachable(pages: PageServer) -> Row:
+    return _unreachable(pages, False, UNREACHABLE_S)
+
+
+def fault_unreachable_hang(pages: PageServer) -> Row:
+    return _unreachable(pages, True, float(os.environ.get("FAULTS_UNREACHABLE_HANG_S", "180")))
 
 
 def _replaced(name: str, pages: PageServer, go: Callable[[OpRig], None]) -> Row:
@@ -1085,14 +1128,25 @@ def _node_fault(rig: NodeRig, name: str, target: str, go: Callable[[NodeRig, Nod
         run = NodeRun(rig)  # type: ignore[arg-type]
         run.start()
         run.sleep_until(FAULT_AT_S)
+        pod = f"{run.name}-recorder"
+        old_uid = (rig.kube.get("pod", pod) or {}).get("metadata", {}).get("uid")
         fault_wall = time.time()
         row.note = go(rig, run)
         run.sleep_until(RECORD_S)
-        deadline = time.monotonic() + 120  # a replacement must be recording before the Stop
-        while rig.kube.status(run.name).get("phase") not in ("recording", "paused"):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        if target != "0":  # a replacement pod must be up and recording before the Stop
+            deadline = time.monotonic() + 240
+            while True:
+                p = rig.kube.get("pod", pod) or {}
+                ready = any(c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or [])
+                if p and p["metadata"]["uid"] != old_uid and ready:
+                    break
+                if time.monotonic() > deadline:
+                    row.note += "; no ready replacement pod within 240 s"
+                    break
+                time.sleep(0.5)
+            t_ready = time.time()
+            time.sleep(4.0)
+            row.note += f"; replacement ready {t_ready - fault_wall:.0f} s after the fault"
         st = rig.kube.status(run.name)
         end = fault_wall
         if st.get("phase") in ("recording", "paused"):
@@ -1196,6 +1250,7 @@ FAULTS: list[tuple[str, Callable[[PageServer], Row | list[Row]]]] = [
     ("pod-deleted", fault_pod_deleted),
     ("pod-evicted", fault_pod_evicted),
     ("unreachable", fault_unreachable),
+    ("unreachable-hang", fault_unreachable_hang),
     ("node", fault_node),
 ]
 
