@@ -947,49 +947,27 @@ def fault_apiserver_restarted(pages: PageServer) -> Row:
     return _operator_fault("API server restarted", pages, "0", inject)
 
 
-class Tarpit:
-    """Accepts every connection on host:port and never answers (a recorder that hangs, or a
-    network that drops the replies): the operator's calls time out."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(128)
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(c)
-
-    def close(self) -> None:
-        self.sock.close()
-        for c in self.held:
-            c.close()
-
-
 def _unreachable(pages: PageServer, hang: bool, seconds: float) -> Row:
     def inject(rig: OpRig, run: OpRun, row: Row) -> None:
         run.sleep_until(4.0)
-        tarpit = None
-        if hang:  # the pod's address accepts connections and never answers: calls time out
+        rule = None
+        if hang:  # SYNs to the pod's address are dropped (iptables): the operator's calls time out
             ip = "127.0.0.2"
-            tarpit = Tarpit(ip, int(rig.env["WEBRECORD_OPERATOR_CONTROL_PORT"]))
+            rule = ["INPUT", "-d", ip, "-p", "tcp", "--dport", rig.env["WEBRECORD_OPERATOR_CONTROL_PORT"],
+                    "-j", "DROP"]
+            subprocess.run(["iptables", "-I", *rule], check=True, timeout=30)
         else:  # an address whose connects are refused (this machine's gateway answers RST)
             ip = "192.0.2.1"
         rig.kube.set_pod_status("wr-recorder", {"podIP": ip, "podIPs": [{"ip": ip}]})
-        time.sleep(seconds)
-        rig.kube.set_pod_status("wr-recorder", {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]})
-        if tarpit:
-            tarpit.close()
+        try:
+            time.sleep(seconds)
+            rig.kube.set_pod_status("wr-recorder", {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]})
+        finally:
+            if rule:
+                subprocess.run(["iptables", "-D", *rule], check=False, timeout=30)
         phase = rig.kube.status("wr").get("phase")
         pod = rig.kube.get("pod", "wr-recorder")
-        how = "a tarpit (connections accepted, never answered)" if hang else "refusing connections"
+        how = "its SYNs dropped by iptables" if hang else "refusing connections"
         row.note = (f"podIP {ip}, {how}, for {seconds:.0f} s while the recorder records; after it: "
                     f"phase {phase}, pod {'kept' if pod else 'DELETED'}")
         return None
