@@ -134,6 +134,9 @@ class Bench:
             "env": [{"name": n, "value": "/tmp"} for n in ("HOME", "XDG_RUNTIME_DIR", "TMPDIR")],
             "volumeMounts": [{"name": "out", "mountPath": "/out"}, {"name": "tmp", "mountPath": "/tmp"},
                              {"name": "shm", "mountPath": "/dev/shm"}]})
+        # As the chart runs recorders: Chromium's own sandbox under the chart's seccomp profile.
+        container["securityContext"]["seccompProfile"] = {
+            "type": "Localhost", "localhostProfile": "webrecord/chromium.json"}
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": self.baseline_ns},
                "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
                         "containers": [container],
@@ -222,6 +225,9 @@ def main() -> int:
             stop_process(proc)
             # The release's cluster-scoped objects (ClusterRole, binding) outlive its namespace.
             if bench is not None:
+                # While the operator still runs: its finalizers would hold the namespace forever.
+                cluster.kubectl("-n", bench.ns, "delete", "webrecordings", "--all", "--wait=true",
+                                "--timeout=120s", check=False, timeout=150)
                 subprocess.run([helm, "uninstall", RELEASE, "-n", bench.ns, "--wait"], check=False,
                                capture_output=True, env=cluster.env, timeout=300)
             for ns in (getattr(bench, "ns", None), getattr(bench, "baseline_ns", None)):
