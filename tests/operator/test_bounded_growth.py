@@ -42,7 +42,9 @@ def test_finished_recording_expires_after_its_ttl(kube: Kube, start_operator: An
 
 
 def test_operator_default_ttl_and_keep_forever(kube: Kube, start_operator: Any) -> None:
-    op = start_operator(WEBRECORD_OPERATOR_TTL_SECONDS_AFTER_FINISHED="1")  # tests' FAST: 0
+    # 3 s, not 1: finishTime is in whole seconds, so a 1 s TTL can run out within the poll
+    # interval of the finish and the test never sees phase finished (a CI flake).
+    op = start_operator(WEBRECORD_OPERATOR_TTL_SECONDS_AFTER_FINISHED="3")  # tests' FAST: 0
     kube.apply(_refused("defaulted"))
     kube.wait_phase("defaulted", "finished")
     wait_for(lambda: kube.get("webrecording", "defaulted") is None, 15, "the default TTL")
