@@ -1,8 +1,11 @@
-"""VOD: ApplyUpload -> upload to the bucket it names (moto) -> CommitUpload, signed TC3."""
+"""VOD: ApplyUpload -> upload to the bucket it names (moto) -> CommitUpload, signed TC3 by
+Tencent's SDK and verified by the loopback server's own implementation."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from webrecord.api.models import CosOutput, ErrorCode, OutputSpec, VodOutput
 from webrecord.delivery.pipeline import LocalVideo, deliver, hls_files
-from webrecord.storage.vod import tc3_headers
+from webrecord.storage.vod import VodClient, VodError
 
 from .conftest import free_port, fast_settings, s3_client
 from .test_delivery_pipeline import Phases, copy_video, make_status, make_task
@@ -41,18 +44,44 @@ def vod_settings(server: VodServer, **overrides):
     return fast_settings(**values)
 
 
-def test_signature_matches_an_independent_implementation() -> None:
-    body = b'{"MediaType":"mp4"}'
-    headers = tc3_headers(secret_id="AKID", secret_key="key", host="vod.tencentcloudapi.com",
-                          action="ApplyUpload", payload=body, region="ap-guangzhou",
-                          timestamp=1551113065)
-    assert headers["Authorization"].startswith(
-        "TC3-HMAC-SHA256 Credential=AKID/2019-02-25/vod/tc3_request, "
-        "SignedHeaders=content-type;host;x-tc-action, Signature=")
-    lowered = {k.lower(): v for k, v in headers.items()}
-    want = expected_signature("key", lowered, ["content-type", "host", "x-tc-action"], body,
-                              1551113065, "vod")
-    assert headers["Authorization"].endswith(f"Signature={want}")
+def _post(server: VodServer, headers: dict[str, str], body: bytes) -> dict:
+    """Replays a request as received (hop-by-hop headers left to urllib)."""
+    keep = {k: v for k, v in headers.items() if k not in ("content-length", "connection",
+                                                           "accept-encoding")}
+    request = urllib.request.Request(server.url + "/", data=body, headers=keep, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())["Response"]
+
+
+@pytest.mark.timeout(30)
+def test_sdk_signature_is_verified_by_an_independent_implementation(
+        vod_server: VodServer) -> None:
+    """The SDK's request passes the server's own TC3 check; the same headers over another
+    body, or another key, do not (so the check really runs)."""
+    client = VodClient(vod_settings(vod_server))
+    applied = client.call("ApplyUpload", {"MediaType": "mp4", "SubAppId": 9})
+    assert applied.VodSessionKey in vod_server.sessions and vod_server.rejected == []
+    [(headers, body)] = vod_server.requests
+    fields = dict(part.strip().split("=", 1)
+                  for part in headers["authorization"].partition(" ")[2].split(","))
+    assert headers["authorization"].startswith(
+        f"TC3-HMAC-SHA256 Credential={vod_server.secret_id}/")
+    want = expected_signature(vod_server.secret_key, headers, fields["SignedHeaders"].split(";"),
+                              body, int(headers["x-tc-timestamp"]), "vod")
+    assert fields["Signature"] == want
+
+    assert "Error" not in _post(vod_server, headers, body)  # a replay of it still verifies
+    tampered = body.replace(b'"mp4"', b'"avi"')
+    assert _post(vod_server, headers, tampered)["Error"]["Code"] == "AuthFailure.SignatureFailure"
+
+    wrong = VodClient(vod_settings(vod_server, vod_secret_key="not-the-key"))
+    with pytest.raises(VodError, match="AuthFailure.SignatureFailure"):
+        wrong.call("ApplyUpload", {"MediaType": "mp4"})
+    other_id = VodClient(vod_settings(vod_server, vod_secret_id="AKIDother"))
+    with pytest.raises(VodError, match="AuthFailure.SecretIdNotFound"):
+        other_id.call("CommitUpload", {"VodSessionKey": applied.VodSessionKey})
+    assert vod_server.rejected == ["AuthFailure.SignatureFailure"] * 2 + [
+        "AuthFailure.SecretIdNotFound"]
 
 
 @pytest.mark.timeout(60)

@@ -1,8 +1,9 @@
 """A loopback stand-in for the VOD API that checks what the real service would check.
 
 It verifies the TC3-HMAC-SHA256 signature with its own implementation (written from the
-published algorithm, not imported from webrecord), the common headers (X-TC-Action,
-X-TC-Timestamp within 5 minutes, X-TC-Version, X-TC-Region, Content-Type, Host), the
+published algorithm, not imported from webrecord or the SDK), the common headers (X-TC-Action,
+X-TC-Timestamp within 5 minutes, X-TC-Version, Content-Type, Host; X-TC-Region is optional, as
+VOD's API has no region), the
 ApplyUpload parameters, and on CommitUpload that the media really is in the storage bucket
 (the moto S3 server) under the path it handed out. Answers have the API's shape:
 {"Response": {..., "RequestId"}} or {"Response": {"Error": {"Code", "Message"}, "RequestId"}}.
@@ -50,6 +51,7 @@ class VodServer:
     region: str = "ap-guangzhou"
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)  # as received
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     url: str = ""
 
@@ -96,11 +98,12 @@ class VodServer:
 
     def _auth(self, headers: dict[str, str], body: bytes) -> str | None:
         """None when the request is authentic, else the error code."""
-        if headers.get("content-type") != "application/json; charset=utf-8":
+        if headers.get("content-type") not in ("application/json",
+                                               "application/json; charset=utf-8"):
             return "InvalidParameter.ContentType"
         if headers.get("host") != self.host:
             return "AuthFailure.InvalidHost"
-        if headers.get("x-tc-version") != "2018-07-17" or "x-tc-region" not in headers:
+        if headers.get("x-tc-version") != "2018-07-17" or not headers.get("x-tc-action"):
             return "MissingParameter"
         try:
             stamp = int(headers.get("x-tc-timestamp", ""))
@@ -131,6 +134,7 @@ class VodServer:
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
         if path != "/":
             return self._error("InvalidAction", f"path {path}")
+        self.requests.append((headers, body))
         code = self._auth(headers, body)
         if code:
             return self._error(code, "request not authenticated")

@@ -8,24 +8,25 @@
    credentials; HLS segments go beside the playlist, keeping their relative paths.
 3. `CommitUpload` with VodSessionKey (and SubAppId) -> FileId, MediaUrl.
 
-Every API call is signed with TC3-HMAC-SHA256 (`tc3_headers`), using WEBRECORD_VOD_SECRET_ID /
-WEBRECORD_VOD_SECRET_KEY (or a mounted WEBRECORD_VOD_CREDENTIALS_FILE).
+The API calls go through Tencent's SDK (`tencentcloud-sdk-python-vod`), which signs them with
+TC3-HMAC-SHA256, using WEBRECORD_VOD_SECRET_ID / WEBRECORD_VOD_SECRET_KEY (or a mounted
+WEBRECORD_VOD_CREDENTIALS_FILE); WEBRECORD_VOD_ENDPOINT may name another scheme/host/port.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import socket
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.common.retry import StandardRetryer
+from tencentcloud.vod.v20180717 import models, vod_client
 
 from webrecord.api.models import VodOutput
 from webrecord.logs import event
@@ -37,10 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE = "vod"
-API_VERSION = "2018-07-17"
-ALGORITHM = "TC3-HMAC-SHA256"
-CONTENT_TYPE = "application/json; charset=utf-8"
+# The SDK's codes when no API answer came back: no connection / timeout, or a non-200 reply.
+NO_ANSWER = {"ClientNetworkError": "cannot reach the service",
+             "ServerNetworkError": "not an API answer"}
 
 
 class VodError(Exception):
@@ -53,66 +53,26 @@ class VodMedia:
     media_url: str | None
 
 
-# ---------------------------------------------------------------- TC3-HMAC-SHA256
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-def tc3_signature(secret_key: str, service: str, timestamp: int, canonical_request: str) -> str:
-    """Signature over a canonical request: StringToSign with the UTC-date credential scope,
-    signed with the key derived as HMAC chain TC3<key> -> date -> service -> tc3_request."""
-    date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
-    scope = f"{date}/{service}/tc3_request"
-    string_to_sign = "\n".join([
-        ALGORITHM, str(timestamp), scope,
-        hashlib.sha256(canonical_request.encode()).hexdigest(),
-    ])
-    key = _hmac(("TC3" + secret_key).encode(), date)
-    key = _hmac(key, service)
-    key = _hmac(key, "tc3_request")
-    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
-def canonical_request(method: str, path: str, query: str, headers: dict[str, str],
-                      signed: list[str], payload: bytes) -> str:
-    """CanonicalRequest of signature v3: header names lower-case, values trimmed and
-    lower-cased (as the service does), in the order of SignedHeaders."""
-    lowered = {k.lower(): v.strip().lower() for k, v in headers.items()}
-    canonical_headers = "".join(f"{name}:{lowered.get(name, '')}\n" for name in signed)
-    return "\n".join([method, path, query, canonical_headers, ";".join(signed),
-                      hashlib.sha256(payload).hexdigest()])
-
-
-def tc3_headers(*, secret_id: str, secret_key: str, host: str, action: str, payload: bytes,
-                region: str = "", timestamp: int | None = None,
-                version: str = API_VERSION, service: str = SERVICE) -> dict[str, str]:
-    """All headers of a signed POST of `payload` (JSON) to the API at `host`."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    headers = {
-        "Content-Type": CONTENT_TYPE,
-        "Host": host,
-        "X-TC-Action": action,
-        "X-TC-Timestamp": str(timestamp),
-        "X-TC-Version": version,
-        "X-TC-Region": region,
-    }
-    signed = ["content-type", "host", "x-tc-action"]
-    request = canonical_request("POST", "/", "", headers, signed, payload)
-    signature = tc3_signature(secret_key, service, timestamp, request)
-    date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
-    headers["Authorization"] = (
-        f"{ALGORITHM} Credential={secret_id}/{date}/{service}/tc3_request, "
-        f"SignedHeaders={';'.join(signed)}, Signature={signature}"
-    )
-    return headers
-
-
 # ---------------------------------------------------------------- API client
 
 
+def _profile(settings: DeliverySettings) -> tuple[ClientProfile, str]:
+    """The SDK's profile for WEBRECORD_VOD_ENDPOINT (scheme and host:port, so a loopback test
+    server can stand in) and the endpoint as shown in errors."""
+    endpoint = settings.vod_endpoint.rstrip("/")
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    http = HttpProfile(protocol=parts.scheme or "https", endpoint=parts.netloc,
+                       reqTimeout=settings.vod_timeout_s)
+    # The SDK's retryer retries only when no answer came back (network errors, rate limits):
+    # a service error is final. Backoff 0.4, 0.8, then 2 s at most between tries.
+    retryer = StandardRetryer(max_attempts=settings.vod_attempts,
+                              backoff_fn=lambda n: min(2.0, 0.4 * 2 ** n))
+    return ClientProfile(httpProfile=http, retryer=retryer), endpoint
+
+
 class VodClient:
+    """ApplyUpload / CommitUpload through Tencent's SDK (it signs with TC3-HMAC-SHA256)."""
+
     def __init__(self, settings: DeliverySettings) -> None:
         try:
             creds = settings.vod_credentials()
@@ -121,46 +81,23 @@ class VodClient:
         if creds is None:
             raise VodError("VOD upload needs WEBRECORD_VOD_SECRET_ID and WEBRECORD_VOD_SECRET_KEY"
                            " (or WEBRECORD_VOD_CREDENTIALS_FILE)")
-        self.secret_id, self.secret_key = creds
-        self.settings = settings
-        self.endpoint = settings.vod_endpoint.rstrip("/")
-        self.host = urlsplit(self.endpoint).netloc
+        profile, self.endpoint = _profile(settings)
+        self.sdk = vod_client.VodClient(credential.Credential(*creds), settings.vod_region,
+                                        profile)
 
-    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        """One API action; returns Response without RequestId. Retries only when no answer
-        came back at all (like the official SDK): a service error is final."""
-        payload = json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode()
-        last = ""
-        for attempt in range(1, self.settings.vod_attempts + 1):
-            headers = tc3_headers(secret_id=self.secret_id, secret_key=self.secret_key,
-                                  host=self.host, action=action, payload=payload,
-                                  region=self.settings.vod_region)
-            request = urllib.request.Request(self.endpoint + "/", data=payload, headers=headers,
-                                             method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.settings.vod_timeout_s) as resp:
-                    body = resp.read()
-            except urllib.error.HTTPError as exc:
-                body = exc.read()
-                if not body:
-                    raise VodError(f"{action} at {self.endpoint} failed: HTTP {exc.code}") from None
-            except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                last = f"{action} at {self.endpoint} failed: cannot reach the service ({reason})"
-                if attempt < self.settings.vod_attempts:
-                    time.sleep(min(2.0, 0.2 * 2 ** attempt))
-                continue
-            try:
-                response = json.loads(body)["Response"]
-            except (ValueError, KeyError, TypeError):
-                raise VodError(f"{action} at {self.endpoint} failed: not an API answer") from None
-            if "Error" in response:
-                err = response["Error"]
-                raise VodError(
-                    f"{action} at {self.endpoint} failed: {err.get('Code')}: "
-                    f"{err.get('Message')} (RequestId {response.get('RequestId', '?')})")
-            return response
-        raise VodError(last)
+    def call(self, action: str, params: dict[str, Any]) -> Any:
+        """One API action with the SDK's request/response models; errors become VodError."""
+        request = getattr(models, f"{action}Request")()
+        request.from_json_string(json.dumps(params))
+        try:
+            return getattr(self.sdk, action)(request)
+        except TencentCloudSDKException as exc:
+            if exc.get_code() in NO_ANSWER:
+                raise VodError(f"{action} at {self.endpoint} failed: {NO_ANSWER[exc.get_code()]}"
+                               f" ({str(exc.get_message())[:200]})") from None
+            raise VodError(f"{action} at {self.endpoint} failed: {exc.get_code()}: "
+                           f"{exc.get_message()} (RequestId {exc.get_request_id() or '?'})"
+                           ) from None
 
 
 def _apply_params(vod: VodOutput, media_type: str, media_name: str) -> dict[str, Any]:
@@ -189,21 +126,19 @@ def upload_to_vod(video: "LocalVideo", vod: VodOutput, settings: DeliverySetting
     client = VodClient(settings)
     media_type = "m3u8" if video.muxer == "hls" else (video.path.suffix.lstrip(".") or "mp4")
     applied = client.call("ApplyUpload", _apply_params(vod, media_type, media_name))
-    try:
-        bucket_name = applied["StorageBucket"]
-        region = applied["StorageRegion"]
-        session_key = applied["VodSessionKey"]
-        media_path = applied["MediaStoragePath"].lstrip("/")
-    except KeyError as exc:
-        raise VodError(f"ApplyUpload at {client.endpoint} answered without {exc}") from None
+    bucket_name, region = applied.StorageBucket, applied.StorageRegion
+    session_key, media_path = applied.VodSessionKey, (applied.MediaStoragePath or "").lstrip("/")
+    for name, value in (("StorageBucket", bucket_name), ("StorageRegion", region),
+                        ("VodSessionKey", session_key), ("MediaStoragePath", media_path)):
+        if not value:
+            raise VodError(f"ApplyUpload at {client.endpoint} answered without {name}")
 
-    temp = applied.get("TempCertificate") or {}
+    temp = applied.TempCertificate
     creds = None
-    if temp.get("SecretId") and temp.get("SecretKey"):
-        creds = {"aws_access_key_id": temp["SecretId"],
-                 "aws_secret_access_key": temp["SecretKey"]}
-        if temp.get("Token"):
-            creds["aws_session_token"] = temp["Token"]
+    if temp is not None and temp.SecretId and temp.SecretKey:
+        creds = {"aws_access_key_id": temp.SecretId, "aws_secret_access_key": temp.SecretKey}
+        if temp.Token:
+            creds["aws_session_token"] = temp.Token
     bucket = Bucket.for_output(bucket_name, region, settings,
                                endpoint=settings.vod_storage_endpoint(region),
                                credentials=creds)
@@ -221,9 +156,9 @@ def upload_to_vod(video: "LocalVideo", vod: VodOutput, settings: DeliverySetting
     if vod.sub_app_id is not None:
         commit["SubAppId"] = vod.sub_app_id
     committed = client.call("CommitUpload", commit)
-    file_id = committed.get("FileId")
+    file_id = committed.FileId
     if not file_id:
         raise VodError(f"CommitUpload at {client.endpoint} answered without FileId")
     event(log, "vod upload committed", file_id=file_id, endpoint=client.endpoint,
           bucket=bucket_name, key=media_path)
-    return VodMedia(file_id=file_id, media_url=committed.get("MediaUrl"))
+    return VodMedia(file_id=file_id, media_url=committed.MediaUrl or None)
