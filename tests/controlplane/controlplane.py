@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -29,6 +28,8 @@ from typing import IO, Any
 
 import yaml
 
+from webrecord.recorder.procs import with_parent_death
+
 from . import certs
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -36,7 +37,6 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Controllers that make namespaces, owner references and service accounts behave as in a
 # cluster; nothing that needs nodes.
 CONTROLLERS = "garbagecollector,namespace,serviceaccount"
-_PR_SET_PDEATHSIG = 1
 _START_ATTEMPTS = 3
 
 
@@ -52,15 +52,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the kernel kills it when our thread dies.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -86,12 +77,11 @@ class _Process:
         # a worker thread that may end while the control plane is still in use.
         on_main_thread = threading.current_thread() is threading.main_thread()
         self.popen = subprocess.Popen(
-            list(argv),
+            with_parent_death(argv) if on_main_thread else list(argv),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if on_main_thread else None,  # noqa: PLW1509
         )
 
     @property

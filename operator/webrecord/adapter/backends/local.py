@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from webrecord import logs
 from webrecord.adapter.backends.base import (
@@ -520,40 +521,28 @@ class LocalBackend(Backend):
 # ---------------------------------------------------------------- process helpers
 
 
+def _running(proc: psutil.Process) -> bool:
+    """Still running: a zombie has finished, only its parent has not reaped it yet."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _recorder_alive(pid: int, task_id: str) -> bool:
     """True when `pid` runs and is our recorder for `task_id` (guards against pid reuse)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        return _running(proc) and task_id in "\0".join(proc.cmdline())
+    except psutil.Error:
         return False
-    except PermissionError:
-        pass
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has finished
-        return False
-    return task_id.encode() in cmdline
 
 
 def _task_pids(task_file: Path) -> list[int]:
     """Live processes whose command line names this task file (the recorder and its fork)."""
-    needle = str(task_file).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if needle not in (entry / "cmdline").read_bytes():
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-                continue
-        except OSError:
-            continue
-        found.append(int(entry.name))
-    return found
+    needle = str(task_file)
+    return [proc.pid for proc in psutil.process_iter(["cmdline"])
+            if needle in "\0".join(proc.info["cmdline"] or ()) and _running(proc)]
 
 
 async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
@@ -577,15 +566,9 @@ async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
 
 def _pid_exists(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return _running(psutil.Process(pid))
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _read_bytes(path: Path) -> bytes:
