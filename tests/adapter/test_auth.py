@@ -128,6 +128,27 @@ def test_verify_refusals_on_the_vector() -> None:
     assert info.value.code.value == "AuthFailure.RequestReplayed"
 
 
+def test_replay_cache_forgets_each_signature_at_the_end_of_its_own_window() -> None:
+    cache = auth.ReplayCache(max_entries=1000)
+    assert cache.check_and_add("a", expires=100.0, now=10.0)
+    assert cache.check_and_add("b", expires=200.0, now=20.0)
+    assert not cache.check_and_add("a", expires=100.0, now=99.0)  # a replay inside its window
+    assert len(cache) == 2
+    assert cache.check_and_add("a", expires=300.0, now=100.0)  # its window is over: new again
+    assert not cache.check_and_add("b", expires=200.0, now=150.0)
+    assert len(cache) == 2 and cache.check_and_add("c", expires=400.0, now=250.0)
+    assert len(cache) == 2  # b expired at 200: only a and c are kept
+
+
+def test_replay_cache_is_bounded_and_drops_the_oldest() -> None:
+    cache = auth.ReplayCache(max_entries=1000)
+    for i in range(1500):
+        assert cache.check_and_add(f"sig-{i}", expires=1e9, now=1.0)
+    assert len(cache) == 1000
+    assert cache.check_and_add("sig-0", expires=1e9, now=2.0)  # evicted: the oldest
+    assert not cache.check_and_add("sig-1499", expires=1e9, now=2.0)  # the newest is kept
+
+
 @pytest.mark.parametrize(
     ("header", "code"),
     [

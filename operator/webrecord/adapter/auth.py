@@ -41,12 +41,12 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from cachetools import TLRUCache
 
 from webrecord.adapter.errors import AdapterErrorCode, ApiError
 
@@ -208,23 +208,28 @@ def _key_entries(file: Path) -> list[dict]:
 
 
 class ReplayCache:
-    """Signatures seen inside the validity window; bounded, oldest evicted first."""
+    """Signatures seen inside the validity window; bounded, oldest evicted first.
+
+    cachetools' TLRUCache: each signature expires at the end of its own X-Date window (not a
+    fixed time after it was seen), and a full cache drops the least recently used entry, which
+    is the oldest here (entries are only added and tested, never read)."""
 
     def __init__(self, max_entries: int) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._max = max_entries
+        self._now = 0.0  # the caller's clock (tests pass theirs), set on every check
+        self._seen: TLRUCache[str, float] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _sig, expires, _now: expires, timer=lambda: self._now)
 
     def check_and_add(self, signature: str, expires: float, now: float) -> bool:
         """True when new (and now remembered), False when a replay."""
-        while self._seen:
-            oldest, exp = next(iter(self._seen.items()))
-            if exp > now and len(self._seen) < self._max:
-                break
-            self._seen.popitem(last=False)
+        self._now = now
         if signature in self._seen:
             return False
         self._seen[signature] = expires
         return True
+
+    def __len__(self) -> int:
+        self._seen.expire()
+        return len(self._seen)
 
 
 @dataclass(frozen=True)
