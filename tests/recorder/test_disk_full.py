@@ -1,5 +1,5 @@
-"""A disk that fills mid-recording keeps the closed segments and delivers what was recorded
-with DiskFull (the existing test in test_output covers a disk full from the first second)."""
+"""A disk that fills mid-recording keeps every recorded second (the disk reserve closes the
+segment that hit the limit) and delivers it with DiskFull (the existing test in test_output covers a disk full from the first second)."""
 
 from __future__ import annotations
 
@@ -11,39 +11,52 @@ import sys
 
 import pytest
 
-from .media import probe
+from .media import frame_codes, probe
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.mark.timeout(120)
-def test_disk_full_keeps_closed_segments_and_delivers_them(tmp_path, page_server):
-    """A tmpfs holds the work dir; after ~10 s a filler takes all its free space. The segment
-    that hit the limit is dropped, the closed 1 s segments stay, and the result says DiskFull
-    and where they are (packaged into a video too when there is room, not here)."""
+def test_disk_full_keeps_every_recorded_second(tmp_path, page_server):
+    """A tmpfs holds the work dir; after ~10 s a filler takes all its free space. The disk
+    reserve gives the room back: the segment that hit the limit is closed and kept beside the
+    closed 1 s segments, and the video (packaged outside the full disk) holds every one of them
+    with no cut, with DiskFull and where the segments are in the result."""
     if shutil.which("unshare") is None:
         pytest.fail("unshare (util-linux) is required for this test")
     disk = tmp_path / "disk"
     disk.mkdir()
     out = tmp_path / "out.mp4"
+    kept_copy = tmp_path / "kept"
     userns = [] if os.geteuid() == 0 else ["--map-root-user"]
     script = ('mount -t tmpfs -o size=64m tmpfs "$1" && d="$1" && shift && '
               '{ (sleep 10; dd if=/dev/zero of="$d/filler" bs=1M 2>/dev/null) & "$@"; code=$?; '
-              'ls "$d/work/segments" > "$LISTING"; exit $code; }')
+              'cp -r "$d/work/segments" "$KEPT"; exit $code; }')
     done = subprocess.run(
         ["unshare", "--mount", *userns, "sh", "-c", script, "sh", str(disk),
          sys.executable, "-m", "webrecord.cli", "record", f"{page_server}/recorder_framecode.html",
          "-o", str(out), "--work-dir", str(disk / "work"), "--width", "640", "--height", "360",
          "--duration", "60", "-q"],
         capture_output=True, text=True, timeout=100,
-        env={**os.environ, "WEBRECORD_SEGMENT_SECONDS": "1",
-             "LISTING": str(tmp_path / "listing.txt")})
+        env={**os.environ, "WEBRECORD_SEGMENT_SECONDS": "1", "KEPT": str(kept_copy)})
     record = json.loads(done.stdout.strip().splitlines()[-1])
     print(record)
     assert done.returncode == 1 and record["errorCode"] == "DiskFull", done.stderr[-2000:]
-    assert "closed segments kept in" in record["errorMessage"], record
-    kept = (tmp_path / "listing.txt").read_text().split()
-    assert len(kept) >= 2 and f"{len(kept)} closed segments" in record["errorMessage"], (kept, record)
-    if record["videos"]:  # packaged beside the full disk: what was recorded, playable
-        assert probe(out)["duration"] == pytest.approx(record["videos"][0]["fileDuration"], abs=0.2)
-        assert record["videos"][0]["fileDuration"] >= 1.0
+    kept = sorted(k for k in kept_copy.glob("seg_*.ts") if k.stat().st_size > 0)
+    assert len(kept) >= 3 and f"{len(kept)} segments kept in" in record["errorMessage"], (kept, record)
+    assert "no disk reserve" not in record["errorMessage"], record
+    # Every kept segment is in the video, the one that hit the limit too (it has frames).
+    last = probe(kept[-1])
+    assert last["duration"] > 0.05, last
+    video = probe(out)
+    assert video["duration"] == pytest.approx(record["videos"][0]["fileDuration"], abs=0.2)
+    in_segments = sum(probe(k)["duration"] for k in kept)
+    assert video["duration"] == pytest.approx(in_segments, abs=0.3), (video, in_segments)
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(out), "-f", "null", "-"],
+                             capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0 and not decoded.stderr.strip(), decoded.stderr[-500:]
+    # No cut inside: the page clock advances with the video's time from frame to frame.
+    pts, clock = frame_codes(out)
+    steps = (clock[1:] - clock[:-1]) - (pts[1:] - pts[:-1])
+    assert steps.max() < 0.15, f"page time missing from the video: {steps.max():.2f} s"
+    assert video["duration"] >= 5.0, video  # ~10 s after launch, minus the start-up

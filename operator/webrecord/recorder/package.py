@@ -90,6 +90,31 @@ async def usable_segments(paths: list[Path], settings: RecorderSettings) -> list
     return good
 
 
+async def drop_torn_tail(segment: Path, settings: RecorderSettings) -> bool:
+    """A segment cut short by a full disk ends in a partly written packet, which decodes with
+    errors: keep everything before the last video packet (one frame and the sound after it),
+    timestamps unchanged, in place. True when the segment was rewritten."""
+    code, out = await _run([settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
+                            "-show_entries", "packet=dts_time", "-of", "csv=p=0", str(segment)],
+                           timeout=60)
+    dts = [float(x) for x in out.replace(",", " ").split() if x != "N/A"] if code == 0 else []
+    if len(dts) < 2:
+        return False
+    trimmed = segment.with_name(segment.stem + ".trim.ts")
+    # Stream copy stops at the first packet whose decode time reaches -to.
+    code, err = await _run([settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
+                            "-copyts", "-i", str(segment), "-map", "0", "-c", "copy",
+                            "-to", f"{dts[-1] - 0.0005:.6f}", "-muxdelay", "0", "-muxpreload", "0",
+                            "-f", "mpegts", str(trimmed)], timeout=120)
+    if code != 0 or not trimmed.exists() or trimmed.stat().st_size == 0:
+        trimmed.unlink(missing_ok=True)
+        event(log, "torn segment kept as it is", logging.WARNING, path=str(segment),
+              error=err.strip()[-200:])
+        return False
+    os.replace(trimmed, segment)
+    return True
+
+
 def playlist_duration(playlist: Path) -> float:
     """Sum of #EXTINF: works for encrypted playlists whose key URI is not reachable from here."""
     total = 0.0

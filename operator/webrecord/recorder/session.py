@@ -27,7 +27,9 @@ from webrecord.recorder.browser import Browser
 from webrecord.recorder.capture import Capture
 from webrecord.recorder.display import Display
 from webrecord.recorder.errors import InvalidAction, RecorderError
-from webrecord.recorder.package import Packaged, package_hls, package_mp4, usable_segments
+from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
+                                        usable_segments)
+from webrecord.recorder.reserve import DiskReserve
 from webrecord.recorder.resume import StoredParts
 from webrecord.recorder.settings import RecorderSettings
 
@@ -64,6 +66,7 @@ class Session:
         self.work_dir = work_dir
         self.seg_dir = work_dir / "segments"
         self.log_dir = work_dir / "logs"
+        self.reserve = DiskReserve(work_dir / ".disk-reserve", self.settings.disk_reserve_mb << 20)
         self.on_status = on_status
         self.on_segment = on_segment  # called with each closed segment (the segment store)
         video = self.spec.output.video
@@ -189,6 +192,7 @@ class Session:
         in status.result; the caller delivers and calls finish()."""
         for d in (self.seg_dir, self.log_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self.reserve.hold()
         error: RecorderError | None = None
         try:
             try:
@@ -222,6 +226,7 @@ class Session:
                 self.status.result = Result(error_code=ErrorCode.CANCELED,
                                             error_message="canceled: no video produced")
                 return self.status
+            self.reserve.release()  # its room is for packaging (and a full disk's last segment)
             self._update(status=Phase.TRANSCODE, message="packaging")
             try:
                 self.packaged = await self._package()
@@ -348,12 +353,16 @@ class Session:
         return [*self.stored.segments,
                 *(p for c in self.captures for p in (c.paths or [c.path]))]
 
-    async def _close_segment(self) -> None:
+    async def _close_segment(self, torn: bool = False) -> None:
+        """Stop the current capture and store its last segment; `torn`: ffmpeg died mid-write
+        (a full disk), so the segment's partly written last packet goes first."""
         capture, self.current = self.current, None
         if capture is not None:
             await capture.stop()
             last = capture.last_path
             if last is not None and last.exists() and last.stat().st_size > 0:
+                if torn:
+                    await drop_torn_tail(last, self.settings)
                 self._segment_closed(last)
 
     def _wall_left(self) -> float:
@@ -476,10 +485,11 @@ class Session:
         raise _Stop
 
     async def _recover_browser(self, what: str) -> None:
+        """Relaunch a crashed Chromium on the task's page. The capture keeps running meanwhile
+        (it grabs the display, not the browser): the video shows the relaunch as it happened,
+        with no cut in its timeline, and no recorded second is lost."""
         assert self.browser is not None
         self._browser_restarts += 1
-        phase = self.status.status
-        await self._close_segment()
         if self._browser_restarts > self.settings.max_browser_restarts:
             raise RecorderError(ErrorCode.BROWSER_CRASHED,
                                 f"Chromium crashed {self._browser_restarts} times ({what}); giving up")
@@ -487,8 +497,7 @@ class Session:
         self._update(message=f"Chromium {what} crashed; restarting")
         await self.browser.close_browser()
         await self.browser.launch(self.spec.record_url)
-        if phase == Phase.RECORDING:
-            await self._open_segment()
+        if self.status.status == Phase.RECORDING:
             self._update(message="recording (browser restarted)")
 
     async def _recover_encoder(self, capture: Capture) -> None:
@@ -504,20 +513,18 @@ class Session:
         self._update(message="recording (encoder restarted)")
 
     async def _disk_full(self, capture: Capture) -> None:
-        """The disk filled while recording: the closed segments stay (already in the segment
-        store, and packaged below when there is room for it); the segment that hit the limit
-        is cut short, so it goes, which also gives back some room."""
-        self.current = None
-        await capture.stop()
-        partial = capture.last_path
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-            capture.paths.remove(partial)
-        closed = [p for p in self.segment_paths() if p.exists()]
+        """The disk filled while recording. The reserve's room lets the segment that hit the
+        limit lose its torn last packet and be stored, so everything recorded until then is
+        kept and packaged below. Without a reserve there may be no room for either: the
+        segment stays as it is, and packaging ends in DiskFull when it cannot write."""
+        freed = self.reserve.release()
+        await self._close_segment(torn=True)
+        kept = [p for p in self.segment_paths() if p.exists() and p.stat().st_size > 0]
         self._update()
         raise RecorderError(
             ErrorCode.DISK_FULL, f"disk full while recording ({capture.error_text()}); "
-            f"{len(closed)} closed segments kept in {self.seg_dir}")
+            f"recorded until then: {len(kept)} segments kept in {self.seg_dir}"
+            + ("" if freed else " (no disk reserve held: the last one may be cut short)"))
 
     def _reject_pending(self) -> None:
         while not self._queue.empty():
@@ -528,6 +535,7 @@ class Session:
     async def _teardown(self) -> None:
         """Stop every child; safe to call twice and on any exit path."""
         await self._close_segment()
+        self.reserve.release()
         for capture in self.captures:
             if capture.running:
                 await capture.stop()

@@ -63,6 +63,10 @@ class RecorderSettings(BaseSettings):
     audio_start_timeout: float = Field(10.0, gt=0)
     encoder_start_timeout: float = Field(10.0, gt=0, description="Wait for ffmpeg's first frames")
     encoder_stop_timeout: float = Field(5.0, gt=0, description="Wait after 'q' before killing ffmpeg")
+    # Held on the work dir's disk from the start, freed when it fills (and before packaging), so
+    # the segment being written can still be closed and stored: a full disk loses nothing
+    # recorded. 0 turns it off.
+    disk_reserve_mb: int = Field(32, ge=0, description="Room held back for the end of a recording (MiB)")
     max_browser_restarts: int = Field(3, ge=0)
     max_encoder_restarts: int = Field(3, ge=0)
     max_paused_seconds: float = Field(21600.0, gt=0, description="Auto-stop after this long paused")
