@@ -103,8 +103,7 @@ def start_live_server(settings: AdapterSettings) -> tuple[LiveServer, Callable[[
                 authenticator = auth.Authenticator(KEYS, max_skew=settings.auth_max_skew_seconds)
             app = build_app(settings, backend, authenticator)
             runner = AdapterRunner(app, settings.header_timeout_seconds)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(await runner.setup(), "127.0.0.1", 0)
             await site.start()
             state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             state["backend"] = backend

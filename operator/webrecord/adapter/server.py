@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from webrecord import logs
 from webrecord.adapter import protocol_models as pm
@@ -211,9 +210,6 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     """Fresh RequestID per request; every failure becomes the protocol's error body."""
     request_id = str(uuid.uuid4())
     request[REQUEST_ID] = request_id
-    protocol = request.protocol
-    if isinstance(protocol, GuardedRequestHandler):
-        protocol.disarm()
     started = time.monotonic()
     try:
         response = await handler(request)
@@ -235,9 +231,6 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         log.exception("internal error", extra={"fields": {"request_id": request_id}})
         err = ApiError(AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE)
         response = _json(err.body(request_id), 500, request_id)
-    finally:
-        if isinstance(protocol, GuardedRequestHandler):
-            protocol.arm()
     if request.get(CLOSE_CONNECTION):
         response.force_close()
     if log.isEnabledFor(logging.DEBUG):
@@ -325,36 +318,17 @@ def make_authenticator(settings: AdapterSettings) -> Authenticator:
     )
 
 
-# ---------------------------------------------------------------- connection guard
+# ---------------------------------------------------------------- connections
+#
+# Slow clients are cut by aiohttp's own settings: `keepalive_timeout` (aiohttp >= 3.14.4 arms it
+# when a connection opens and again after each reply, and closes the connection if no complete
+# request has arrived by then: the header timeout), the body timeout in ActionHandler, and
+# `lingering_time`. Malformed HTTP gets the protocol's JSON error from JsonErrorHandler, served
+# through aiohttp's public low-level Server.
 
 
-class GuardedRequestHandler(RequestHandler):
-    """Closes a connection that has not started a request within `header_timeout` seconds."""
-
-    header_timeout: float = 15.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._guard: asyncio.TimerHandle | None = None
-        self.arm()
-
-    def arm(self) -> None:
-        self.disarm()
-        self._guard = asyncio.get_running_loop().call_later(self.header_timeout, self._expire)
-
-    def disarm(self) -> None:
-        guard = getattr(self, "_guard", None)
-        if guard is not None:
-            guard.cancel()
-            self._guard = None
-
-    def _expire(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.disarm()
-        super().connection_lost(exc)
+class JsonErrorHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering unparseable HTTP with the protocol's JSON."""
 
     def handle_error(
         self,
@@ -384,33 +358,47 @@ class GuardedRequestHandler(RequestHandler):
         return response
 
 
-class _GuardedServer(web.Server):
-    header_timeout: float = 15.0
+class AdapterServer(web.Server):
+    """aiohttp's low-level server whose connections are JsonErrorHandlers."""
 
-    def __call__(self) -> RequestHandler:
-        handler = GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
-        handler.header_timeout = self.header_timeout
-        return handler
+    def __init__(self, handler: Any, *, request_factory: Any, **handler_args: Any) -> None:
+        super().__init__(handler, request_factory=request_factory, **handler_args)
+        self.handler_args = handler_args
+
+    def __call__(self) -> web.RequestHandler:
+        return JsonErrorHandler(self, loop=asyncio.get_running_loop(), **self.handler_args)
 
 
-class AdapterRunner(web.AppRunner):
-    """AppRunner whose connections are guarded against slow clients."""
+class AdapterRunner:
+    """Serves an Application with public parts of aiohttp: an AppRunner runs the app's startup
+    and cleanup, a ServerRunner serves the app's handler through AdapterServer."""
 
-    def __init__(self, app: web.Application, header_timeout: float, **kwargs: Any) -> None:
-        kwargs.setdefault("access_log", None)
-        kwargs.setdefault("keepalive_timeout", 75.0)
+    def __init__(self, app: web.Application, header_timeout: float, **handler_args: Any) -> None:
+        self._app_runner = web.AppRunner(app, handle_signals=False)
+        handler_args.setdefault("access_log", None)
+        # No complete request within this of opening or of the previous reply: closed.
+        handler_args.setdefault("keepalive_timeout", header_timeout)
         # After an early reply (413, 408) aiohttp keeps reading the unread body for this long so
         # the client sees the reply rather than a reset; the default 10 s favours slow clients.
-        kwargs.setdefault("lingering_time", 2.0)
-        super().__init__(app, **kwargs)
-        self._header_timeout = header_timeout
+        handler_args.setdefault("lingering_time", 2.0)
+        self._handler_args = handler_args
+        self.runner: web.ServerRunner | None = None
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # Same server, our connection class (aiohttp has no header-read timeout of its own).
-        server.__class__ = _GuardedServer
-        server.header_timeout = self._header_timeout  # type: ignore[attr-defined]
-        return server
+    async def setup(self) -> web.ServerRunner:
+        """Start the app; returns the runner to put a site on (web.TCPSite(runner, ...))."""
+        await self._app_runner.setup()
+        app_server = self._app_runner.server
+        assert app_server is not None
+        server = AdapterServer(app_server.request_handler, request_factory=app_server.request_factory,
+                               **self._handler_args)
+        self.runner = web.ServerRunner(server, handle_signals=False)
+        await self.runner.setup()
+        return self.runner
+
+    async def cleanup(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self._app_runner.cleanup()
 
 
 async def serve(
@@ -422,8 +410,7 @@ async def serve(
     """Run until `stop` is set. Used by `webrecord serve`; `port_file` receives the bound port."""
     app = build_app(settings, backend)
     runner = AdapterRunner(app, settings.header_timeout_seconds)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(await runner.setup(), settings.host, settings.port)
     await site.start()
     address = site._server.sockets[0].getsockname() if site._server else (settings.host, settings.port)  # type: ignore[union-attr]
     if port_file is not None:
