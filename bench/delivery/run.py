@@ -52,7 +52,8 @@ from webrecord.api.models import (  # noqa: E402
 )
 from webrecord.delivery.pipeline import LocalVideo, deliver  # noqa: E402
 from webrecord.storage.s3 import Bucket  # noqa: E402
-from webrecord.storage.settings import MB, DeliverySettings  # noqa: E402
+from webrecord.delivery.settings import DeliverySettings  # noqa: E402
+from webrecord.storage.settings import MB  # noqa: E402
 from moto_server import start_moto, stop_process  # noqa: E402 - shared with the tests
 
 KEY = "testing"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+from webrecord.logs import event
+
+log = logging.getLogger(__name__)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -16,6 +21,17 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def try_write_atomic(path: Path, text: str) -> bool:
+    """write_atomic for files whose loss is not fatal (a recorder's status, port and result
+    files): a failed write is logged and False returned, the caller goes on."""
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        event(log, "could not write file", logging.WARNING, path=str(path), error=str(exc))
+        return False
+    return True
 
 
 class PathEscape(ValueError):

@@ -10,7 +10,7 @@ import pytest
 
 from webrecord.delivery.callback import send_callback
 from webrecord.egress.policy import EgressSettings
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 from .egress_servers import HitServer, PageServer, RebindingDns
 

@@ -21,7 +21,7 @@ from webrecord.api.models import (
     RecordingTask,
 )
 from webrecord.delivery.pipeline import LocalVideo, deliver
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 pytestmark = pytest.mark.timeout(60)
 

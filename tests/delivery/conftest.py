@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from botocore.config import Config
 
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 from .moto_server import free_port, start_moto, stop_process  # noqa: F401 - used by the tests
 

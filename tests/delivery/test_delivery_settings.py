@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 
 def test_env_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -32,15 +32,17 @@ def phase_event(body: Any, before: str | None, after: str | None, message: str =
     kopf.event(body, type="Normal", reason=f"Phase{after.capitalize()}", message=text[:1024])
 
 
-async def send_callback(name: str, spec: dict[str, Any], status: dict[str, Any]) -> str | None:
-    """Callback for a task the operator ended itself; the error in words, or None when sent."""
+async def notify_operator_finish(name: str, spec: dict[str, Any],
+                                 status: dict[str, Any]) -> str | None:
+    """Callback for a task the operator ended itself (sent by the delivery stage's
+    `send_callback`); the error in words, or None when sent."""
     url = spec.get("callbackUrl")
     if not url:
         return None
-    from webrecord.delivery.callback import send_callback as post  # the delivery stage's sender
+    from webrecord.delivery.callback import send_callback
 
     body = describe_body(recorder_status(name, status))
-    outcome = await post(url, body)
+    outcome = await send_callback(url, body)
     if outcome.ok:
         return None
     return f"callback failed after {outcome.attempts} attempt(s): {outcome.error}"
@@ -67,7 +69,8 @@ async def finish_task(
     changes = st.finish(status, code, message, now)
     final = st.merged(status, changes)
     kopf.warn(body, reason=code.value, message=message[:1024])
-    callback_error = await send_callback(name, spec, {**final, "phase": Phase.CALLBACK.value})
+    callback_error = await notify_operator_finish(
+        name, spec, {**final, "phase": Phase.CALLBACK.value})
     if callback_error:
         changes["message"] = f"{message}; {callback_error}"[:4096]
         kopf.warn(body, reason="CallbackFailed", message=callback_error[:1024])
@@ -139,4 +142,4 @@ async def forward_action(
 
 
 __all__ = ["RecorderUnreachable", "apply", "finish_task", "forward_action", "pending_action",
-           "phase_event", "send_callback"]
+           "notify_operator_finish", "phase_event"]

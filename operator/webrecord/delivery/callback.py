@@ -21,19 +21,25 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
 from yarl import URL
 
 from webrecord import __version__
 from webrecord.egress.policy import EgressPolicy, EgressSettings
 from webrecord.egress.resolver import RefusedByPolicy, policy_connector
 from webrecord.logs import event
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +90,27 @@ class CallbackOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-def _backoff(settings: DeliverySettings, attempt: int) -> float:
-    # Exponential with "full jitter": spreads retries of many recorders hitting one receiver.
-    base = min(settings.callback_backoff_max_s, settings.callback_backoff_s * (2 ** (attempt - 1)))
-    return base / 2 + random.uniform(0, base / 2)
+class _TryFailed(Exception):
+    """One try of the callback failed; `final` when another try cannot change the answer (a
+    refusal by the egress policy, a redirect)."""
+
+    def __init__(self, error: str, final: bool = False) -> None:
+        super().__init__(error)
+        self.error, self.final = error, final
+
+
+def _retry_schedule(settings: DeliverySettings) -> AsyncRetrying:
+    """`callback_attempts` tries; before try n+1 a wait of base/2 + uniform(0, base/2) with
+    base = min(callback_backoff_max_s, callback_backoff_s * 2**(n-1)): exponential with "equal
+    jitter", which spreads the retries of many recorders hitting one receiver."""
+    half, half_max = settings.callback_backoff_s / 2, settings.callback_backoff_max_s / 2
+    return AsyncRetrying(
+        stop=stop_after_attempt(settings.callback_attempts),
+        wait=(wait_exponential(multiplier=half, min=0, max=half_max)
+              + wait_random_exponential(multiplier=half, max=half_max)),
+        retry=retry_if_exception(lambda exc: isinstance(exc, _TryFailed) and not exc.final),
+        reraise=True,
+    )
 
 
 def _refused(url: str, policy: EgressPolicy) -> str | None:
@@ -119,50 +142,51 @@ async def send_callback(
         return outcome
     timeout = aiohttp.ClientTimeout(total=settings.callback_timeout_s)
     async with aiohttp.ClientSession(timeout=timeout, connector=policy_connector(policy)) as session:
-        for attempt in range(1, settings.callback_attempts + 1):
-            outcome.attempts = attempt
-            final = False  # a refusal or a redirect will not change on a retry
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": f"webrecord/{__version__}",
-            }
-            if secret:
-                stamp = str(int(time.time()))
-                headers[TIMESTAMP_HEADER] = stamp
-                headers[SIGNATURE_HEADER] = sign(secret, stamp, raw)
-            try:
-                async with session.post(url, data=raw, headers=headers,
-                                        allow_redirects=False) as resp:
-                    outcome.status = resp.status
-                    await resp.read()
-                    if 200 <= resp.status < 300:
-                        outcome.ok = True
-                        outcome.error = None
-                        event(log, "callback delivered", url=url, attempt=attempt,
-                              http_status=resp.status)
-                        return outcome
-                    error = f"HTTP {resp.status} from {url}"
-                    if 300 <= resp.status < 400:
-                        error += " (redirects are not followed)"
-                        final = True
-            except asyncio.TimeoutError:
-                outcome.status = None
-                error = f"no answer from {url} within {settings.callback_timeout_s:g} s"
-            except aiohttp.ClientConnectorError as exc:
-                outcome.status = None
-                if isinstance(exc.os_error, RefusedByPolicy):
-                    error, final = f"{url}: {exc.os_error}", True
-                else:
-                    error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
-            except aiohttp.ClientError as exc:
-                outcome.status = None
-                error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
-            outcome.error = error
-            outcome.errors.append(error)
-            event(log, "callback try failed", logging.WARNING, url=url, attempt=attempt,
-                  error=error)
-            if final:
-                break
-            if attempt < settings.callback_attempts:
-                await asyncio.sleep(_backoff(settings, attempt))
+        try:
+            await _retry_schedule(settings)(_post_once, session, url, raw, secret, settings,
+                                            outcome)
+        except _TryFailed:
+            pass  # outcome holds the tries and their errors
     return outcome
+
+
+async def _post_once(session: aiohttp.ClientSession, url: str, raw: bytes, secret: bytes | None,
+                     settings: DeliverySettings, outcome: CallbackOutcome) -> None:
+    """One signed POST; fills `outcome`; raises _TryFailed unless the receiver answered 2xx."""
+    outcome.attempts += 1
+    headers = {"Content-Type": "application/json", "User-Agent": f"webrecord/{__version__}"}
+    if secret:
+        stamp = str(int(time.time()))  # fresh on every try: receivers reject old timestamps
+        headers[TIMESTAMP_HEADER] = stamp
+        headers[SIGNATURE_HEADER] = sign(secret, stamp, raw)
+    final = False  # a refusal or a redirect will not change on a retry
+    try:
+        async with session.post(url, data=raw, headers=headers, allow_redirects=False) as resp:
+            outcome.status = resp.status
+            await resp.read()
+            if 200 <= resp.status < 300:
+                outcome.ok, outcome.error = True, None
+                event(log, "callback delivered", url=url, attempt=outcome.attempts,
+                      http_status=resp.status)
+                return
+            error = f"HTTP {resp.status} from {url}"
+            if 300 <= resp.status < 400:
+                error += " (redirects are not followed)"
+                final = True
+    except asyncio.TimeoutError:
+        outcome.status = None
+        error = f"no answer from {url} within {settings.callback_timeout_s:g} s"
+    except aiohttp.ClientConnectorError as exc:
+        outcome.status = None
+        if isinstance(exc.os_error, RefusedByPolicy):
+            error, final = f"{url}: {exc.os_error}", True
+        else:
+            error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
+    except aiohttp.ClientError as exc:
+        outcome.status = None
+        error = f"cannot reach {url}: {exc.__class__.__name__}: {exc}"
+    outcome.error = error
+    outcome.errors.append(error)
+    event(log, "callback try failed", logging.WARNING, url=url, attempt=outcome.attempts,
+          error=error)
+    raise _TryFailed(error, final)

@@ -24,6 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_before_delay,
+    wait_exponential,
+)
+
 from webrecord.api.models import (
     ErrorCode,
     Phase,
@@ -39,7 +47,7 @@ from webrecord.files import PathEscape, contained, write_atomic
 from webrecord.logs import event
 from webrecord.storage.filesystem import DiskFullError, atomic_copy, atomic_copy_tree
 from webrecord.storage.s3 import Bucket, StorageError
-from webrecord.storage.settings import DeliverySettings
+from webrecord.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 
@@ -370,36 +378,54 @@ def _failure_result(base: Result, plans: list[_Plan]) -> Result:
 _RETRYABLE = {ErrorCode.UPLOAD_FAILED, ErrorCode.VOD_FAILED, ErrorCode.DISK_FULL}
 
 
+def _retryable(plans: list["_Plan"]) -> bool:
+    """A target failed and every failure is one a later try can get past."""
+    errors = [err for plan in plans for err in plan.errors]
+    return bool(errors) and all(err.code in _RETRYABLE for err in errors)
+
+
+def _log_retry(task: RecordingTask) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        plans = state.outcome.result() if state.outcome else []
+        errors = [err for plan in plans for err in plan.errors]
+        event(log, "delivery failed; retrying", logging.WARNING, task=task.task_id,
+              tries=state.attempt_number, wait_s=state.upcoming_sleep,
+              error=errors[0].message if errors else None)
+    return before_sleep
+
+
 async def _upload_with_retries(task: RecordingTask, videos: list[LocalVideo],
                                status: RecorderStatus, settings: DeliverySettings,
                                done: dict[str, Any]) -> list["_Plan"]:
-    """Upload, and while a target fails, try again with a doubling wait for up to
-    `delivery_retry_s` (targets that succeeded are remembered in `done` and not redone)."""
-    deadline = time.monotonic() + settings.delivery_retry_s
-    wait = settings.delivery_backoff_s
-    tries = 0
-    while True:
-        tries += 1
-        try:
-            plans = await asyncio.to_thread(_upload, task, videos, status, settings, done)
-        except Exception as exc:  # noqa: BLE001 - a bug must still end in a Result, not a crash
-            log.exception("delivery failed unexpectedly")
-            return [_Plan(v, v.path.stem, errors=[DeliveryFailure(
-                ErrorCode.INTERNAL, f"delivery failed: {exc.__class__.__name__}: {exc}")])
-                for v in videos]
-        errors = [err for plan in plans for err in plan.errors]
-        if not errors or any(err.code not in _RETRYABLE for err in errors):
-            return plans
-        if time.monotonic() + wait > deadline:
-            for plan in plans:
-                for err in plan.errors:
-                    err.message = f"{err.message} (gave up after {tries} tries in " \
-                                  f"{settings.delivery_retry_s:g} s)"
-            return plans
-        event(log, "delivery failed; retrying", logging.WARNING, task=task.task_id, tries=tries,
-              wait_s=wait, error=errors[0].message)
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, settings.delivery_backoff_max_s)
+    """Upload, and while a target fails, try again with a doubling wait (`delivery_backoff_s`,
+    at most `delivery_backoff_max_s`) until the next try would start after `delivery_retry_s`
+    (targets that succeeded are remembered in `done` and not redone)."""
+    retrying = AsyncRetrying(
+        retry=retry_if_result(_retryable),
+        wait=wait_exponential(multiplier=settings.delivery_backoff_s, min=0,
+                              max=settings.delivery_backoff_max_s),
+        stop=stop_before_delay(settings.delivery_retry_s),
+        before_sleep=_log_retry(task),
+        retry_error_callback=lambda state: _gave_up(state, settings),
+    )
+    try:
+        plans = await retrying(asyncio.to_thread, _upload, task, videos, status, settings, done)
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in a Result, not a crash
+        log.exception("delivery failed unexpectedly")
+        return [_Plan(v, v.path.stem, errors=[DeliveryFailure(
+            ErrorCode.INTERNAL, f"delivery failed: {exc.__class__.__name__}: {exc}")])
+            for v in videos]
+    return plans
+
+
+def _gave_up(state: RetryCallState, settings: DeliverySettings) -> list["_Plan"]:
+    """The last try's plans, their messages saying that the retries ran out."""
+    plans: list[_Plan] = state.outcome.result() if state.outcome else []
+    for plan in plans:
+        for err in plan.errors:
+            err.message = (f"{err.message} (gave up after {state.attempt_number} tries in "
+                           f"{settings.delivery_retry_s:g} s)")
+    return plans
 
 
 async def deliver(

@@ -10,5 +10,10 @@ Modules, one job each:
 - package: join segments into mp4 (faststart) or HLS (optionally AES-128), ffprobe
 - session: the state machine (phases, controls, timers, crash recovery)
 - control: the HTTP control endpoint (docs/contracts.md section 1)
-- cli: `webrecord record` and `webrecord recorder`
+- resume: continuing a task from the segments an earlier recorder stored; SIGTERM handover
+- finish: after the session: delivery, where an undelivered recording is kept, segment purge
+- runtask: `webrecord recorder` (one task with a control endpoint and a status file)
+- foreground: `webrecord record` (one page to one file, progress line)
+- supervise: the forked, signal-forwarding child both commands run in
+- cli: the two commands' arguments (a thin entry point)
 """

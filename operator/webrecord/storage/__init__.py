@@ -1,5 +1,5 @@
 """Where recordings go: S3-compatible object stores, a mounted filesystem, VOD.
 
-`settings.DeliverySettings` configures all of them (env prefix WEBRECORD_); credentials come
+`settings.StorageSettings` configures all of them (env prefix WEBRECORD_); credentials come
 from the environment or mounted secret files, never from the task.
 """

@@ -21,7 +21,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from webrecord.logs import event
-from webrecord.storage.settings import MB, DeliverySettings
+from webrecord.storage.settings import MB, StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Bucket:
     name: str
     region: str
     endpoint: str
-    settings: DeliverySettings
+    settings: StorageSettings
     domain: str | None = None
     credentials: dict[str, str] | None = None  # explicit keys (VOD's temporary certificate)
 
@@ -98,7 +98,7 @@ class Bucket:
         cls,
         bucket: str,
         region: str | None,
-        settings: DeliverySettings,
+        settings: StorageSettings,
         domain: str | None = None,
         endpoint: str | None = None,
         credentials: dict[str, str] | None = None,

@@ -18,17 +18,18 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 from webrecord.api.models import RecordingTask
 from webrecord.logs import event
 from webrecord.storage.filesystem import atomic_copy
 from webrecord.storage.s3 import Bucket, StorageError
-from webrecord.storage.settings import DeliverySettings
+from webrecord.storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,9 @@ class SegmentStore(abc.ABC):
 
     @staticmethod
     def for_task(task: RecordingTask, work_dir: Path,
-                 settings: DeliverySettings | None = None) -> "SegmentStore":
+                 settings: StorageSettings | None = None) -> "SegmentStore":
         """The store the task's StorageType asks for."""
-        settings = settings or DeliverySettings()
+        settings = settings or StorageSettings()
         if task.spec.storage_type == "cos":
             cos = task.spec.output.cos
             bucket = (cos.bucket if cos else None) or settings.segment_bucket
@@ -157,14 +158,10 @@ class CosSegmentStore(SegmentStore):
         key = self.prefix + name
         # botocore already retries each request; these outer tries ride out a longer outage
         # (a few seconds) without giving up on a segment.
-        for attempt in range(1, self.attempts + 1):
-            try:
-                self.bucket.upload_file(path, key)
-                break
-            except StorageError:
-                if attempt == self.attempts:
-                    raise
-                time.sleep(min(4.0, 0.5 * 2 ** (attempt - 1)))
+        Retrying(stop=stop_after_attempt(self.attempts),
+                 wait=wait_exponential(multiplier=0.5, min=0, max=4.0),  # 0.5, 1, 2, 4, 4 s
+                 retry=retry_if_exception_type(StorageError), reraise=True,
+                 )(self.bucket.upload_file, path, key)
         return StoredSegment(name, path.stat().st_size, f"s3://{self.bucket.name}/{key}")
 
     def list(self) -> list[StoredSegment]:

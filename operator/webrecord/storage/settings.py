@@ -1,7 +1,9 @@
-"""Delivery configuration: one pydantic-settings class, env prefix WEBRECORD_.
+"""Storage configuration (S3-compatible stores, segment store, filesystem target, VOD): one
+pydantic-settings class, env prefix WEBRECORD_. The delivery stage extends it with its retry and
+callback settings (`webrecord.delivery.settings.DeliverySettings`).
 
-Secrets (S3 keys, VOD keys, callback secret) come from the environment or from files mounted
-from Kubernetes secrets; a task never carries credentials.
+Secrets (S3 keys, VOD keys) come from the environment or from files mounted from Kubernetes
+secrets; a task never carries credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MB = 1024 * 1024
 
 
-class DeliverySettings(BaseSettings):
+class StorageSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WEBRECORD_", extra="ignore")
 
     # --- object storage (S3-compatible: COS, S3, MinIO) ---
@@ -69,26 +71,13 @@ class DeliverySettings(BaseSettings):
         None, description="Public URL of output_dir; FileURL = base/task/name (default file://)"
     )
 
-    # --- retries of the whole upload stage (a target down for minutes) ---
-    delivery_retry_s: float = Field(
-        600.0, ge=0, description="Keep retrying failed uploads this long before giving up")
-    delivery_backoff_s: float = Field(2.0, gt=0, description="First wait between tries; doubles")
-    delivery_backoff_max_s: float = Field(60.0, gt=0)
-
     # --- secrets from files (Kubernetes: the storage Secret mounted as a volume) ---
     secrets_dir: Path | None = Field(
         None, description="Mounted directory (one file per key): AWS_ACCESS_KEY_ID / "
         "AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), SecretId / SecretKey (VOD), "
-        "WEBRECORD_CALLBACK_SECRET; each used when present and its own setting is unset. Files, "
-        "not env: Chromium and ffmpeg never inherit them, and only delivery reads them")
-
-    # --- callback ---
-    callback_secret: SecretStr | None = Field(None, description="HMAC key for callback bodies")
-    callback_secret_file: Path | None = Field(None, description="Mounted file with that key")
-    callback_timeout_s: float = Field(2.0, gt=0, description="Per try")
-    callback_attempts: int = Field(5, ge=1, le=20)
-    callback_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles")
-    callback_backoff_max_s: float = Field(8.0, ge=0)
+        "WEBRECORD_CALLBACK_SECRET (read by DeliverySettings); each used when present and its own "
+        "setting is unset. Files, not env: Chromium and ffmpeg never inherit them, and only "
+        "delivery reads them")
 
     # --- VOD ---
     vod_endpoint: str = Field("https://vod.tencentcloudapi.com")
@@ -113,14 +102,6 @@ class DeliverySettings(BaseSettings):
         if self.vod_storage_endpoint_url:
             return self.vod_storage_endpoint_url.rstrip("/")
         return self.s3_endpoint(region)
-
-    def callback_key(self) -> bytes | None:
-        if self.callback_secret is not None:
-            return self.callback_secret.get_secret_value().encode()
-        if self.callback_secret_file is not None:
-            return self.callback_secret_file.read_text().strip().encode()
-        key = self._mounted().get("webrecord_callback_secret")
-        return key.encode() if key else None
 
     def _mounted(self) -> dict[str, str]:
         """The secrets_dir's files (keys lower-cased); empty when unset or absent."""

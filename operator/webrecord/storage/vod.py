@@ -31,7 +31,7 @@ from tencentcloud.vod.v20180717 import models, vod_client
 from webrecord.api.models import VodOutput
 from webrecord.logs import event
 from webrecord.storage.s3 import Bucket, StorageError
-from webrecord.storage.settings import DeliverySettings
+from webrecord.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from webrecord.delivery.pipeline import LocalVideo
@@ -56,7 +56,7 @@ class VodMedia:
 # ---------------------------------------------------------------- API client
 
 
-def _profile(settings: DeliverySettings) -> tuple[ClientProfile, str]:
+def _profile(settings: StorageSettings) -> tuple[ClientProfile, str]:
     """The SDK's profile for WEBRECORD_VOD_ENDPOINT (scheme and host:port, so a loopback test
     server can stand in) and the endpoint as shown in errors."""
     endpoint = settings.vod_endpoint.rstrip("/")
@@ -73,7 +73,7 @@ def _profile(settings: DeliverySettings) -> tuple[ClientProfile, str]:
 class VodClient:
     """ApplyUpload / CommitUpload through Tencent's SDK (it signs with TC3-HMAC-SHA256)."""
 
-    def __init__(self, settings: DeliverySettings) -> None:
+    def __init__(self, settings: StorageSettings) -> None:
         try:
             creds = settings.vod_credentials()
         except (ValueError, OSError) as exc:
@@ -118,7 +118,7 @@ def _apply_params(vod: VodOutput, media_type: str, media_name: str) -> dict[str,
     return params
 
 
-def upload_to_vod(video: "LocalVideo", vod: VodOutput, settings: DeliverySettings,
+def upload_to_vod(video: "LocalVideo", vod: VodOutput, settings: StorageSettings,
                   media_name: str) -> VodMedia:
     """Run the whole flow for one video (blocking; call from a worker thread)."""
     from webrecord.delivery.pipeline import hls_files  # noqa: PLC0415 - avoids an import cycle

@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
 from webrecord.adapter.backends.base import (
     ActionNotAllowed,
     Backend,
@@ -52,6 +54,7 @@ OWNER_LABEL = f"{GROUP}/owner"
 # How long a control waits for the operator to forward it to the recorder.
 CONTROL_WAIT_S = float(os.environ.get("WEBRECORD_ADAPTER_CONTROL_WAIT_S", "15"))
 _POLL_S = 0.2
+_CONFLICT_TRIES = 5
 
 
 class KubernetesBackend(Backend):
@@ -189,26 +192,33 @@ class KubernetesBackend(Backend):
     async def control(self, task_id: str, owner: str, action: Action) -> RecorderStatus:
         from kubernetes.client.rest import ApiException
 
-        for _ in range(5):  # optimistic concurrency: retry on a conflicting writer
-            obj = await self._after_pending(task_id, await self._owned(task_id, owner))
-            check_action(action, _status(obj).status)
-            patch = {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "spec": {"action": action.value, "actionSeq": int(obj["spec"].get("actionSeq", 0)) + 1},
-            }
-            try:
-                resp = await self._call(self._api.patch_namespaced_custom_object, GROUP, VERSION,
-                                        self.namespace, PLURAL, task_id, patch,
-                                        _preload_content=False)
-                break
-            except ApiException as exc:
-                if exc.status == 409:
-                    continue
-                raise BackendUnavailable(f"control not accepted: {_reason(exc)}") from exc
-        else:
+        # Optimistic concurrency: the patch carries the resourceVersion it was computed from;
+        # a conflicting writer (409) means read again and retry, at most _CONFLICT_TRIES times.
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(_CONFLICT_TRIES),
+            retry=retry_if_exception(lambda exc: isinstance(exc, ApiException) and exc.status == 409),
+            retry_error_callback=lambda _: None,
+        )
+        try:
+            resp = await retrying(self._patch_control, task_id, owner, action)
+        except ApiException as exc:
+            raise BackendUnavailable(f"control not accepted: {_reason(exc)}") from exc
+        if resp is None:
             raise BackendUnavailable(f"TaskID {task_id} is being changed concurrently; retry")
         generation = json.loads(resp.data)["metadata"]["generation"]
         return await self._wait_applied(task_id, generation, action)
+
+    async def _patch_control(self, task_id: str, owner: str, action: Action) -> Any:
+        """One try: the control in spec.action with the next actionSeq, against the object as
+        read now (after the operator forwarded any control already there)."""
+        obj = await self._after_pending(task_id, await self._owned(task_id, owner))
+        check_action(action, _status(obj).status)
+        patch = {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"action": action.value, "actionSeq": int(obj["spec"].get("actionSeq", 0)) + 1},
+        }
+        return await self._call(self._api.patch_namespaced_custom_object, GROUP, VERSION,
+                                self.namespace, PLURAL, task_id, patch, _preload_content=False)
 
     async def _after_pending(self, task_id: str, obj: dict[str, Any]) -> dict[str, Any]:
         """The object once the operator forwarded the control already in spec.action.
