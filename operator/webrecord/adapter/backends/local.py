@@ -36,6 +36,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from webrecord import logs
 from webrecord.adapter.backends.base import (
@@ -66,6 +67,14 @@ _CONTROL_ATTEMPTS = 3
 _PORT_WAIT_SECONDS = 20.0
 _EXIT_WAIT_SECONDS = 30.0
 _START_PAUSED = "start-paused"  # marker in the task dir: Pause came while the task was queued
+
+
+class _NoAnswer(Exception):
+    """The recorder did not answer a control (connection refused, timeout, garbled reply)."""
+
+
+class _ControlNotDelivered(Exception):
+    """The control cannot reach the recorder and a retry will not change that."""
 
 
 def create(settings: AdapterSettings) -> "LocalBackend":
@@ -284,35 +293,43 @@ class LocalBackend(Backend):
         return await self.control(row.task_id, row.owner, action)
 
     async def _send_control(self, row: TaskRow, action: Action, seq: int) -> RecorderStatus:
+        """POST the control to the recorder: _CONTROL_ATTEMPTS tries while it does not answer
+        (waits 0.2 s, 0.4 s); a refusal (409) or another HTTP answer is final."""
         directory = self.task_dir(row.task_id)
         token = (directory / "token").read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        body = {"action": action.value, "seq": seq}
-        last_error = "no answer"
-        for attempt in range(_CONTROL_ATTEMPTS):
-            port = await self._control_port(row.task_id)
-            if port is None:
-                last_error = "the recorder has not opened its control port"
-                break
-            try:
-                assert self._http is not None
-                async with self._http.post(
-                    f"http://127.0.0.1:{port}/control", json=body, headers=headers
-                ) as reply:
-                    payload = await reply.json(content_type=None)
-                    if reply.status == 200:
-                        return RecorderStatus.model_validate(payload)
-                    if reply.status == 409:
-                        message = str(payload.get("errorMessage") or "action does not fit the status")
-                        raise ActionNotAllowed(f"{action.value}: {message}")
-                    last_error = f"recorder answered HTTP {reply.status}"
-                    break  # 400/401 will not get better by retrying
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                last_error = f"{type(exc).__name__}"
-            await asyncio.sleep(0.2 * (attempt + 1))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(_CONTROL_ATTEMPTS),
+            wait=wait_incrementing(start=0.2, increment=0.2),
+            retry=retry_if_exception_type(_NoAnswer), reraise=True)
+        try:
+            return await retrying(self._post_control, row.task_id, token, action, seq)
+        except (_NoAnswer, _ControlNotDelivered) as exc:
+            last_error = str(exc)
         logs.event(log, "control not delivered", logging.WARNING, task_id=row.task_id,
                    action=action.value, seq=seq, error=last_error)
         raise BackendUnavailable(f"{action.value}: could not reach the recorder ({last_error}); retry")
+
+    async def _post_control(self, task_id: str, token: str, action: Action,
+                            seq: int) -> RecorderStatus:
+        """One try; raises _NoAnswer (retried), _ControlNotDelivered or ActionNotAllowed."""
+        body = {"action": action.value, "seq": seq}
+        port = await self._control_port(task_id)
+        if port is None:
+            raise _ControlNotDelivered("the recorder has not opened its control port")
+        try:
+            assert self._http is not None
+            async with self._http.post(f"http://127.0.0.1:{port}/control", json=body,
+                                       headers={"Authorization": f"Bearer {token}"}) as reply:
+                payload = await reply.json(content_type=None)
+                if reply.status == 200:
+                    return RecorderStatus.model_validate(payload)
+                if reply.status == 409:
+                    message = str(payload.get("errorMessage") or "action does not fit the status")
+                    raise ActionNotAllowed(f"{action.value}: {message}")
+                # 400/401 will not get better by retrying
+                raise _ControlNotDelivered(f"recorder answered HTTP {reply.status}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise _NoAnswer(type(exc).__name__) from exc
 
     async def _control_port(self, task_id: str) -> int | None:
         port_file = self.task_dir(task_id) / "port"
