@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from webrecord.adapter import auth
-from webrecord.adapter.errors import ApiError
+from webrecord.api.protocol.errors import ApiError
 from webrecord.api.models import RecorderStatus, RecordingSpec
 
 from .conftest import KEYS, LiveServer

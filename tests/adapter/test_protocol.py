@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from webrecord.adapter import protocol_models as pm
+from webrecord.api.protocol import actions as pm
 
 from .conftest import LiveServer
 

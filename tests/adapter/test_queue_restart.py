@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from webrecord.adapter import protocol_models as pm
+from webrecord.api.protocol import actions as pm
 from webrecord.adapter.backends.local import _task_pids
 from webrecord.adapter.store import RunState, TaskStore
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webrecord.adapter.errors import ApiError
+from webrecord.api.protocol.errors import ApiError
 from webrecord.adapter.ssrf import UrlPolicy
 from webrecord.adapter.store import RunState, TaskStore
 from webrecord.api.models import Phase, RecorderStatus, RecordingSpec

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webrecord.adapter.errors import ApiError
+from webrecord.api.protocol.errors import ApiError
 
 from opkit import Kube, wait_for
 from webrecord.adapter.backends import base, kubernetes as kbackend

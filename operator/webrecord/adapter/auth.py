@@ -48,7 +48,7 @@ from pathlib import Path
 import yaml
 from cachetools import TLRUCache
 
-from webrecord.adapter.errors import AdapterErrorCode, ApiError
+from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 
 log = logging.getLogger(__name__)
 

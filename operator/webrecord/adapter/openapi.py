@@ -7,8 +7,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from webrecord import __version__
-from webrecord.adapter import protocol_models as pm
-from webrecord.adapter.errors import AdapterErrorCode
+from webrecord.api.protocol import actions as pm
+from webrecord.api.protocol.errors import AdapterErrorCode
 from webrecord.api.models import ErrorCode as ResultErrorCode
 from webrecord.api.models import Phase
 

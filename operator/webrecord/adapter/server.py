@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from webrecord import logs
-from webrecord.adapter import protocol_models as pm
+from webrecord.api.protocol import actions as pm
 from webrecord.adapter.auth import (
     Authenticator,
     SignedRequest,
@@ -42,7 +42,7 @@ from webrecord.adapter.backends.base import (
     CapacityExceeded,
     TaskNotFound,
 )
-from webrecord.adapter.errors import INTERNAL_MESSAGE, AdapterErrorCode, ApiError
+from webrecord.api.protocol.errors import INTERNAL_MESSAGE, AdapterErrorCode, ApiError
 from webrecord.adapter.openapi import openapi_document
 from webrecord.adapter.settings import AdapterSettings
 from webrecord.adapter.ssrf import UrlPolicy

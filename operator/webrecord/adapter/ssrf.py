@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from webrecord.adapter.errors import AdapterErrorCode, ApiError
+from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api.urls import UrlRejected
 from webrecord.egress.policy import EgressPolicy, EgressSettings
 from webrecord.urlcheck import url_refusal

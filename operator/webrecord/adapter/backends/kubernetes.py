@@ -31,7 +31,7 @@ from webrecord.adapter.backends.base import (
     check_action,
     owner_label,
 )
-from webrecord.adapter.errors import AdapterErrorCode, ApiError
+from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.adapter.settings import AdapterSettings
 from webrecord.api.models import (
     ENCRYPT_KEY_SECRET_KEY,

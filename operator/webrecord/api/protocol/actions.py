@@ -3,7 +3,7 @@
 Everything that knows the protocol's field names lives here: parsing an envelope, turning
 validation errors into `InvalidParam`/`MissingParam` messages that name the field
 ("Data.Width: must be between 0 and 2560"), and `to_spec()`, the one translation from a Start's
-Data to `webrecord.api.models.RecordingSpec`. Replies are built by `webrecord.api.protocol`.
+Data to `webrecord.api.models.RecordingSpec`. Replies are built by `replies`, errors by `errors`.
 
 Types are strict: "1280" is not a Width and 1 is not a ManualStart. Unknown fields are errors
 (a typo must not silently fall back to a default). `null` and, for optional text fields, ""
@@ -21,7 +21,7 @@ from typing import Any, Literal
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from webrecord.adapter.errors import AdapterErrorCode, ApiError
+from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api import models as m
 from webrecord.api.names import check_target_dir, check_target_name
 

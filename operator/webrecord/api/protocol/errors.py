@@ -1,4 +1,4 @@
-"""The adapter's ErrorCode catalogue and the one exception type that carries it to the caller.
+"""The protocol's ErrorCode catalogue and the one exception type that carries it to the caller.
 
 Every reply that is not a success is `{"ErrorCode", "ErrorMessage", "RequestID"}`. The message
 names the field and the rule; it never contains a stack trace. Unexpected exceptions become
