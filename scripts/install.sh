@@ -24,4 +24,5 @@ fi
 PY=${PYTHON:-python3}
 extra=""; [ "${1:-}" = "--test" ] && extra="[test]"
 $PY -m pip install -q -U pip
-$PY -m pip install -q -e ".${extra}"
+# The versions of requirements/lock.txt (tested together); README says how to refresh it.
+$PY -m pip install -q -e ".${extra}" -c requirements/lock.txt
