@@ -1,41 +1,24 @@
 """The few Kubernetes API calls the handlers make, as coroutines.
 
 kopf does the watching and the patching of our own resources; pods and secrets are created and
-read with the official client, in a bounded thread pool so that 1,000 WebRecordings created at
-once do not start 1,000 threads.
+read with the official client, through `webrecord.kubeclient` (a bounded thread pool, so that
+1,000 WebRecordings created at once do not start 1,000 threads).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-T = TypeVar("T")
+from webrecord.kubeclient import KubeClient
 
 
-class Kube:
+class Kube(KubeClient):
     def __init__(self, max_workers: int = 16) -> None:
-        config = kubernetes.client.Configuration()
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            kubernetes.config.load_incluster_config(client_configuration=config)
-        else:
-            kubernetes.config.load_kube_config(client_configuration=config)
-        config.connection_pool_maxsize = max_workers
-        self.api_client = kubernetes.client.ApiClient(config)
-        self.core = kubernetes.client.CoreV1Api(self.api_client)
-        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="kube")
-
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        super().__init__(max_workers, thread_name_prefix="kube")
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a Pod or Secret and return it; None when it already exists (handlers may run
@@ -46,7 +29,7 @@ class Kube:
             "Secret": self.core.create_namespaced_secret,
         }[manifest["kind"]]
         try:
-            resp = await self._call(fn, ns, manifest, _preload_content=False)
+            resp = await self.call(fn, ns, manifest, _preload_content=False)
         except ApiException as exc:
             if exc.status == 409:
                 return None
@@ -55,7 +38,7 @@ class Kube:
 
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            resp = await self._call(
+            resp = await self.call(
                 self.core.read_namespaced_pod, name, namespace, _preload_content=False
             )
         except ApiException as exc:
@@ -66,7 +49,7 @@ class Kube:
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
-            resp = await self._call(
+            resp = await self.call(
                 self.core.read_namespaced_secret, name, namespace, _preload_content=False
             )
         except ApiException as exc:
@@ -80,14 +63,14 @@ class Kube:
         """JSON merge patch of a WebRecording's status subresource."""
         from webrecord.api.resource import GROUP, PLURAL, VERSION
 
-        await self._call(
+        await self.call(
             self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL,
             name, {"status": status}, _preload_content=False,
         )
 
     async def delete_pod(self, namespace: str, name: str, grace_s: int = 30) -> None:
         try:
-            await self._call(
+            await self.call(
                 self.core.delete_namespaced_pod, name, namespace,
                 grace_period_seconds=grace_s, _preload_content=False,
             )
@@ -97,7 +80,7 @@ class Kube:
 
     async def delete_secret(self, namespace: str, name: str) -> None:
         try:
-            await self._call(self.core.delete_namespaced_secret, name, namespace,
+            await self.call(self.core.delete_namespaced_secret, name, namespace,
                              _preload_content=False)
         except ApiException as exc:
             if exc.status != 404:
@@ -111,15 +94,11 @@ class Kube:
             preconditions=kubernetes.client.V1Preconditions(uid=uid),
             propagation_policy="Background")
         try:
-            await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
+            await self.call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
                              namespace, PLURAL, name, body=body, _preload_content=False)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone, or another object by now
                 raise
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.api_client.close()
 
 
 def _json(resp: Any) -> dict[str, Any]:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -63,18 +61,17 @@ class KubernetesBackend(Backend):
     def __init__(self, settings: AdapterSettings) -> None:
         self.settings = settings
         self.namespace = settings.namespace
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-adapter")
+        self._kube: Any = None  # webrecord.kubeclient.KubeClient, made by open()
         self._api: Any = None
-        self._client: Any = None
+        self._core: Any = None
 
     # --- plumbing -------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         from kubernetes.client.rest import ApiException
 
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+            return await self._kube.call(fn, *args, **kwargs)
         except ApiException as exc:
             if exc.status in (404, 409, 422):
                 raise
@@ -85,24 +82,16 @@ class KubernetesBackend(Backend):
             raise BackendUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
 
     async def open(self) -> None:
-        import kubernetes
+        from webrecord.kubeclient import KubeClient  # kubernetes is imported only when used
 
-        config = kubernetes.client.Configuration()
-        if self.settings.kubeconfig:
-            kubernetes.config.load_kube_config(str(self.settings.kubeconfig), client_configuration=config)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            kubernetes.config.load_incluster_config(client_configuration=config)
-        else:
-            kubernetes.config.load_kube_config(client_configuration=config)
-        self._client = kubernetes.client.ApiClient(config)
-        self._api = kubernetes.client.CustomObjectsApi(self._client)
-        self._core = kubernetes.client.CoreV1Api(self._client)
+        self._kube = KubeClient(8, thread_name_prefix="kube-adapter",
+                                kubeconfig=self.settings.kubeconfig)
+        self._api, self._core = self._kube.custom, self._kube.core
         await self.health()
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
-            self._client.close()
+        if self._kube is not None:
+            self._kube.close()
 
     async def _get(self, task_id: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
