@@ -118,3 +118,49 @@ def test_time_limit_and_finish_deadline() -> None:
     assert st.finish_overdue(forced, busy, deadline_s=30, now=2031)
     assert not st.finish_overdue({}, busy, deadline_s=30, now=99999)  # user's Stop: no deadline
     assert not st.finish_overdue(forced, _rec(status=Phase.FINISHED), 30, 99999)
+
+
+def test_outcome_conditions_for_success_and_each_failure() -> None:
+    """Delivered / Succeeded / Failed follow the Result; reasons are the ErrorCode."""
+    video = VideoFile(filename="a.mp4", file_size=10, file_duration=2.0)
+    cases = [
+        (Result(videos=[video]), {"Delivered": ("True", "Delivered"), "Succeeded": ("True", "Succeeded"),
+                                  "Failed": ("False", "Succeeded")}),
+        (Result(videos=[video], error_code=ErrorCode.CALLBACK_FAILED, error_message="receiver down"),
+         {"Delivered": ("True", "Delivered"), "Succeeded": ("False", "CallbackFailed"),
+          "Failed": ("True", "CallbackFailed")}),
+        (Result(error_code=ErrorCode.UPLOAD_FAILED, error_message="segments are kept in s3://b/x"),
+         {"Delivered": ("False", "UploadFailed"), "Succeeded": ("False", "UploadFailed"),
+          "Failed": ("True", "UploadFailed")}),
+    ]
+    for result, want in cases:
+        changes = st.reflect({"phase": "upload"}, _rec(status=Phase.FINISHED, result=result), now=300)
+        conds = {c["type"]: c for c in changes["conditions"]}
+        got = {t: (conds[t]["status"], conds[t]["reason"]) for t in want}
+        assert got == want, (result, got)
+        if result.error_message:
+            assert conds["Failed"]["message"] == result.error_message
+    # Before the end: all three False, reason InProgress.
+    changes = st.reflect({"phase": "normal"}, _rec(status=Phase.RECORDING), now=10)
+    conds = {c["type"]: c for c in changes["conditions"]}
+    assert {conds[t]["reason"] for t in ("Delivered", "Succeeded", "Failed")} == {"InProgress"}
+
+
+def test_scheduled_condition_from_the_pod() -> None:
+    pending = {"metadata": {"name": "t-recorder"}, "spec": {}, "status": {
+        "phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                            "reason": "Unschedulable", "message": "0/1 nodes: cpu"}]}}
+    conds = st.scheduled_conditions({}, pending, now=5)
+    assert conds is not None and conds[0]["status"] == "False" and conds[0]["reason"] == "Unschedulable"
+    assert "0/1 nodes: cpu" in conds[0]["message"]
+    assert st.scheduled_conditions({"conditions": conds}, pending, now=6) is None  # no change
+    bound = {"metadata": {"name": "t-recorder"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Pending"}}
+    conds = st.scheduled_conditions({"conditions": conds}, bound, now=7)
+    assert conds[0]["status"] == "True" and "n1" in conds[0]["message"]
+    assert st.scheduled_conditions({}, {"metadata": {"name": "x"}, "status": {}}, now=1) is None
+
+
+def test_stamp_generation_marks_only_conditions_written_now() -> None:
+    kept = {"type": "A", "status": "True", "observedGeneration": 1}
+    fresh = {"type": "B", "status": "False"}
+    assert st.stamp_generation([kept, fresh], 3) == [kept, {**fresh, "observedGeneration": 3}]

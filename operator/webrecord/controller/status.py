@@ -7,17 +7,22 @@ classification, time limits) is unit-tested directly.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from webrecord.api.models import ErrorCode, Phase, RecorderStatus, Result
+from webrecord.api.resource import status_from_json
 from webrecord.controller.pod import CONTAINER
 
 _TIMES = ("createTime", "startTime", "cancelTime", "stopTime", "finishTime")
 
-# Conditions the operator maintains.
+# Conditions the operator maintains (Kubernetes API conventions: type, status, reason,
+# message, lastTransitionTime, observedGeneration). `kubectl wait --for=condition=Succeeded`.
+COND_SCHEDULED = "Scheduled"  # the recorder pod is bound to a node
 COND_POD = "PodReady"  # the recorder pod runs and its control endpoint answers
 COND_RECORDING = "Recording"
+COND_DELIVERED = "Delivered"  # the video reached its target
+COND_SUCCEEDED = "Succeeded"  # finished without an error
+COND_FAILED = "Failed"  # finished with an error code (Result.ErrorCode)
 COND_FINISHED = "Finished"
 COND_ACTION = "ActionApplied"
 COND_TIME_LIMIT = "TimeLimitReached"
@@ -80,13 +85,52 @@ def _phase_conditions(
         conditions, COND_RECORDING, recording, phase.value.capitalize(),
         "the page is being recorded" if recording else f"task is {phase.value}", now,
     )
-    finished = phase == Phase.FINISHED
-    if finished:
-        code = result.error_code.value if result.error_code else "Succeeded"
-        message = result.error_message or f"{len(result.videos)} video file(s) delivered"
+    if phase != Phase.FINISHED:
+        waiting = f"task is {phase.value}"
+        for type_ in (COND_DELIVERED, COND_SUCCEEDED, COND_FAILED, COND_FINISHED):
+            conds = with_condition(conds, type_, False, "InProgress", waiting, now)
+        return conds
+    code = result.error_code.value if result.error_code else None
+    videos = len(result.videos)
+    outcome = result.error_message or f"{videos} video file(s) delivered"
+    conds = with_condition(conds, COND_DELIVERED, videos > 0,
+                           "Delivered" if videos else (code or "NothingDelivered"),
+                           f"{videos} video file(s) delivered" if videos else outcome, now)
+    conds = with_condition(conds, COND_SUCCEEDED, code is None, code or "Succeeded", outcome, now)
+    conds = with_condition(conds, COND_FAILED, code is not None, code or "Succeeded", outcome, now)
+    return with_condition(conds, COND_FINISHED, True, code or "Succeeded", outcome, now)
+
+
+def scheduled_conditions(current: dict[str, Any], pod: dict[str, Any], now: float
+                         ) -> list[dict[str, Any]] | None:
+    """`current`'s conditions with Scheduled set from the recorder pod, or None when it did
+    not change: True once the pod is bound to a node, False while the scheduler cannot."""
+    pod_status = pod.get("status") or {}
+    node = (pod.get("spec") or {}).get("nodeName")
+    by_type = {c.get("type"): c for c in pod_status.get("conditions") or []}
+    bound = by_type.get("PodScheduled", {})
+    name = pod["metadata"]["name"]
+    if node or bound.get("status") == "True" or pod_status.get("phase") in ("Running", "Succeeded", "Failed"):
+        value, reason = True, "PodScheduled"
+        message = f"recorder pod {name} " + (f"runs on node {node}" if node else "is scheduled")
+    elif bound.get("status") == "False":
+        value, reason = False, bound.get("reason") or "Unschedulable"
+        message = f"recorder pod {name}: {bound.get('message') or 'not schedulable yet'}"
     else:
-        code, message = "InProgress", f"task is {phase.value}"
-    return with_condition(conds, COND_FINISHED, finished, code, message, now)
+        return None
+    old = condition(current, COND_SCHEDULED) or {}
+    if old.get("status") == ("True" if value else "False") and old.get("reason") == reason:
+        return None
+    return with_condition(current.get("conditions"), COND_SCHEDULED, value, reason, message, now)
+
+
+def stamp_generation(conditions: list[dict[str, Any]], generation: int | None) -> list[dict[str, Any]]:
+    """Conditions written by this patch say which spec generation they were computed from;
+    unchanged ones keep theirs."""
+    if generation is None:
+        return conditions
+    return [c if "observedGeneration" in c else {**c, "observedGeneration": generation}
+            for c in conditions]
 
 
 def reflect(current: dict[str, Any], rec: RecorderStatus, now: float) -> dict[str, Any]:
@@ -144,13 +188,7 @@ def _container_status(pod: dict[str, Any]) -> dict[str, Any]:
 def final_status(pod: dict[str, Any]) -> RecorderStatus | None:
     """The recorder's last status from the termination message (see controller.podrun)."""
     terminated = (_container_status(pod).get("state") or {}).get("terminated") or {}
-    message = terminated.get("message")
-    if not message:
-        return None
-    try:
-        return RecorderStatus.model_validate(json.loads(message))
-    except ValueError:
-        return None
+    return status_from_json(terminated.get("message"))
 
 
 def pod_failure(pod: dict[str, Any]) -> str:

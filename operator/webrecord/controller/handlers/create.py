@@ -34,6 +34,7 @@ def _refuse(body: kopf.Body, patch: kopf.Patch, current: dict[str, Any], create_
     changes = st.finish({**current, "createTime": create_time}, ErrorCode.INVALID_PARAM,
                         message, now)
     changes["createTime"] = create_time
+    changes["conditions"] = st.stamp_generation(changes["conditions"], body["metadata"].get("generation"))
     apply(patch, changes)
     kopf.warn(body, reason="InvalidParam", message=changes["message"])
 
@@ -93,6 +94,7 @@ async def create_recorder(
         "conditions": st.with_condition(
             current.get("conditions"), st.COND_POD, False, "PodCreated",
             f"recorder pod {pod['metadata']['name']} created, waiting for it to run", now,
+            meta.get("generation"),
         ),
     }
     if not body.get("spec", {}).get("action"):

@@ -52,6 +52,9 @@ async def monitor(
             event(log, "monitor tick failed", logging.ERROR, task=name,
                   error=f"{exc.__class__.__name__}: {exc}")
         if patch.status:
+            if "conditions" in patch.status:
+                patch.status["conditions"] = st.stamp_generation(
+                    list(patch.status["conditions"]), meta.get("generation"))
             try:
                 await rt.kube.patch_status(namespace, name, dict(patch.status))
             except Exception as exc:  # noqa: BLE001 - recomputed and retried on the next tick
@@ -88,6 +91,10 @@ async def tick(
             event(log, "pod stuck terminating: force-deleting", logging.WARNING, task=name)
             await rt.kube.delete_pod(namespace, pod["metadata"]["name"], grace_s=0)
         return
+
+    if scheduled := st.scheduled_conditions(current, pod, now):
+        current["conditions"] = scheduled  # later changes build on it
+        apply(patch, {"conditions": scheduled})
 
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
