@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from webrecord.api.names import check_target_dir, check_target_name
+from webrecord.api.names import ContainedDir, ContainedName
 from webrecord.api.urls import parse_http_url
 
 DEFAULT_WIDTH = 1280
@@ -99,21 +99,11 @@ class CosOutput(WireModel):
     domain: str | None = Field(None, description="Public domain used to build FileURL")
     bucket: str | None = Field(None, max_length=255)
     region: str | None = Field(None, max_length=64)
-    target_dir: str | None = Field(None, max_length=1024, description="Default: the task id")
-    target_name: str | None = Field(
+    # Names become paths and object keys under the target root: never outside it.
+    target_dir: ContainedDir = Field(None, max_length=1024, description="Default: the task id")
+    target_name: ContainedName = Field(
         None, max_length=255, description="File name without extension. Default: stop timestamp"
     )
-
-    # Names become paths and object keys under the target root: never outside it.
-    @field_validator("target_dir")
-    @classmethod
-    def _contained_dir(cls, value: str | None) -> str | None:
-        return check_target_dir(value)
-
-    @field_validator("target_name")
-    @classmethod
-    def _contained_name(cls, value: str | None) -> str | None:
-        return check_target_name(value)
 
 
 class VodMediaInfo(WireModel):

@@ -12,6 +12,9 @@ The same rules are written as CEL for the CRD (`CEL_RULES`) so kubectl and the p
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # C0 controls, DEL and C1 controls (NUL included).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -46,6 +49,11 @@ def check_target_name(value: str | None) -> str | None:
         if problem:
             raise ValueError(problem)
     return value
+
+
+# Field types that apply the rules, for the models and the protocol's shapes alike.
+ContainedDir = Annotated[str | None, AfterValidator(check_target_dir)]
+ContainedName = Annotated[str | None, AfterValidator(check_target_name)]
 
 
 # CEL equivalents (x-kubernetes-validations) of the checks above, as (rule, message) pairs.

@@ -8,6 +8,7 @@ podName). `webrecord.api.crd` generates the CRD's schema from both.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import Field
@@ -58,6 +59,17 @@ class WebRecordingStatus(TaskTimes):
         "stored segments)"
     )
     message: str | None = Field(None, max_length=4096, description="Last progress or error note")
+
+
+def status_from_json(raw: str | bytes | None) -> RecorderStatus | None:
+    """A recorder's status file or its pod's termination message; None when empty or
+    unreadable (a half-written file, a message cut short)."""
+    if not raw:
+        return None
+    try:
+        return RecorderStatus.model_validate(json.loads(raw))
+    except ValueError:
+        return None
 
 
 def recorder_status(task_id: str, status: dict[str, Any] | None) -> RecorderStatus:

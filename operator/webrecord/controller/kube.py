@@ -8,7 +8,8 @@ read with the official client, through `webrecord.kubeclient` (a bounded thread 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import json
+from typing import Any, Callable
 
 import kubernetes
 from kubernetes.client.rest import ApiException
@@ -20,43 +21,34 @@ class Kube(KubeClient):
     def __init__(self, max_workers: int = 16) -> None:
         super().__init__(max_workers, thread_name_prefix="kube")
 
+    async def _call_json(self, absent: tuple[int, ...], fn: Callable[..., Any], *args: Any,
+                         **kwargs: Any) -> dict[str, Any] | None:
+        """`fn`'s answer, parsed; None when the API answers one of the `absent` statuses (gone,
+        already there: handlers may run twice)."""
+        try:
+            resp = await self.call(fn, *args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            if exc.status in absent:
+                return None
+            raise
+        return json.loads(resp.data)
+
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
-        """Create a Pod or Secret and return it; None when it already exists (handlers may run
-        twice)."""
-        ns = manifest["metadata"]["namespace"]
+        """Create a Pod or Secret and return it; None when it already exists."""
         fn = {
             "Pod": self.core.create_namespaced_pod,
             "Secret": self.core.create_namespaced_secret,
         }[manifest["kind"]]
-        try:
-            resp = await self.call(fn, ns, manifest, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise
-        return _json(resp)
+        return await self._call_json((409,), fn, manifest["metadata"]["namespace"], manifest)
 
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            resp = await self.call(
-                self.core.read_namespaced_pod, name, namespace, _preload_content=False
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return _json(resp)
+        return await self._call_json((404,), self.core.read_namespaced_pod, name, namespace)
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            resp = await self.call(
-                self.core.read_namespaced_secret, name, namespace, _preload_content=False
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data = _json(resp).get("data") or {}
+        secret = await self._call_json((404,), self.core.read_namespaced_secret, name, namespace)
+        if secret is None:
+            return None
+        data = secret.get("data") or {}
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -69,22 +61,11 @@ class Kube(KubeClient):
         )
 
     async def delete_pod(self, namespace: str, name: str, grace_s: int = 30) -> None:
-        try:
-            await self.call(
-                self.core.delete_namespaced_pod, name, namespace,
-                grace_period_seconds=grace_s, _preload_content=False,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await self._call_json((404,), self.core.delete_namespaced_pod, name, namespace,
+                              grace_period_seconds=grace_s)
 
     async def delete_secret(self, namespace: str, name: str) -> None:
-        try:
-            await self.call(self.core.delete_namespaced_secret, name, namespace,
-                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await self._call_json((404,), self.core.delete_namespaced_secret, name, namespace)
 
     async def delete_recording(self, namespace: str, name: str, uid: str) -> None:
         """Delete a WebRecording, only the one with this uid (not a new one of the same name)."""
@@ -93,15 +74,6 @@ class Kube(KubeClient):
         body = kubernetes.client.V1DeleteOptions(
             preconditions=kubernetes.client.V1Preconditions(uid=uid),
             propagation_policy="Background")
-        try:
-            await self.call(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
-                             namespace, PLURAL, name, body=body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status not in (404, 409):  # gone, or another object by now
-                raise
-
-
-def _json(resp: Any) -> dict[str, Any]:
-    import json
-
-    return json.loads(resp.data)
+        # 404: gone; 409: another object of that name by now.
+        await self._call_json((404, 409), self.custom.delete_namespaced_custom_object, GROUP,
+                              VERSION, namespace, PLURAL, name, body=body)

@@ -87,18 +87,24 @@ def paths(settings: OperatorSettings) -> dict[str, str]:
     }
 
 
-def build_secret(owner: dict[str, Any], task: RecordingTask, token: str) -> dict[str, Any]:
+def _recorder_metadata(owner: dict[str, Any]) -> dict[str, Any]:
+    """Metadata of the recorder's own objects (pod, Secret): named after the WebRecording,
+    labelled, owned by it (deleted with it)."""
     name = owner["metadata"]["name"]
+    return {
+        "name": recorder_name(name),
+        "namespace": owner["metadata"]["namespace"],
+        "labels": labels(name),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def build_secret(owner: dict[str, Any], task: RecordingTask, token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {
-            "name": recorder_name(name),
-            "namespace": owner["metadata"]["namespace"],
-            "labels": labels(name),
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": _recorder_metadata(owner),
         "stringData": {
             TASK_KEY: json.dumps(task.wire(), separators=(",", ":")),
             TOKEN_KEY: token,
@@ -266,11 +272,6 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": recorder_name(name),
-            "namespace": owner["metadata"]["namespace"],
-            "labels": labels(name),
-            "ownerReferences": [owner_reference(owner)],
-        },
+        "metadata": _recorder_metadata(owner),
         "spec": pod_spec,
     }

@@ -34,11 +34,12 @@ list or a comma-separated string (`WEBRECORD_EGRESS_POD_CIDRS=10.244.0.0/16,fd00
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from webrecord.envlist import split_list
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -80,12 +81,7 @@ class EgressSettings(BaseSettings):
     @field_validator("pod_cidrs", "service_cidrs", "deny_cidrs", "allow_cidrs", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
 
 def parse_address(text: str) -> IPAddress | None:

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
 
@@ -21,15 +21,10 @@ log = logging.getLogger(__name__)
 
 # Model field (wire name) -> the flag a user of `record` typed.
 _FLAG_NAMES = {
-    "recordUrl": "URL",
-    "width": "--width",
-    "height": "--height",
-    "maxDurationLimit": "--duration",
-    "manualStart": "--manual-start",
-    "output.video.muxer": "--muxer",
-    "output.video.encryptKey": "--encrypt-key",
-    "output.video.authUrl": "--auth-url",
-    "output.video": "--encrypt-key",
+    "recordUrl": "URL", "width": "--width", "height": "--height",
+    "maxDurationLimit": "--duration", "manualStart": "--manual-start",
+    "output.video.muxer": "--muxer", "output.video.encryptKey": "--encrypt-key",
+    "output.video.authUrl": "--auth-url", "output.video": "--encrypt-key",
 }
 
 
@@ -101,25 +96,41 @@ def validation_message(exc: ValidationError, names: dict[str, str] | None = None
     return "; ".join(parts)
 
 
+class _Usage(Exception):
+    """A command line that cannot run: the message names the option and the rule (exit 2)."""
+
+
+def _usage_errors(command: str, run: Callable[[argparse.Namespace], int]
+                  ) -> Callable[[argparse.Namespace], int]:
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except _Usage as exc:
+            print(f"webrecord {command}: {exc}", file=sys.stderr)
+            return 2
+    return checked
+
+
 def _read_token(path: str | None) -> str | None:
     if not path:
         return None
-    return Path(path).read_text().strip() or None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as exc:
+        raise _Usage(f"--token-file: {exc.strerror}") from None
 
 
 # ---- webrecord record ---------------------------------------------------------------------
 
-def record_command(args: argparse.Namespace) -> int:
+def _record_command(args: argparse.Namespace) -> int:
     if "WEBRECORD_LOG_LEVEL" not in os.environ:
         logging.getLogger().setLevel(logging.WARNING)  # the progress line is the interface here
     # `record` runs on the user's own machine (the demo page is served on 127.0.0.1).
     os.environ.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", "true")
     if not args.url and not args.demo:
-        print("webrecord record: URL: is required (or use --demo)", file=sys.stderr)
-        return 2
+        raise _Usage("URL: is required (or use --demo)")
     if args.url and args.demo:
-        print("webrecord record: URL: give either a URL or --demo, not both", file=sys.stderr)
-        return 2
+        raise _Usage("URL: give either a URL or --demo, not both")
     output = Path(args.output)
     muxer = args.muxer or ("hls" if output.suffix == ".m3u8" else "mp4")
     raw: dict[str, Any] = {"recordUrl": args.url or "http://127.0.0.1/", "manualStart": args.manual_start,
@@ -135,19 +146,12 @@ def record_command(args: argparse.Namespace) -> int:
     try:
         spec = RecordingSpec.model_validate(raw)
     except ValidationError as exc:
-        print(f"webrecord record: {validation_message(exc, _FLAG_NAMES)}", file=sys.stderr)
-        return 2
+        raise _Usage(validation_message(exc, _FLAG_NAMES)) from None
     if args.manual_start_timeout is not None and args.manual_start_timeout <= 0:
-        print("webrecord record: --manual-start-timeout: must be > 0", file=sys.stderr)
-        return 2
+        raise _Usage("--manual-start-timeout: must be > 0")
     if not output.parent.exists():
-        print(f"webrecord record: --output: directory {output.parent} does not exist", file=sys.stderr)
-        return 2
-    try:
-        token = _read_token(args.token_file)
-    except OSError as exc:
-        print(f"webrecord record: --token-file: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise _Usage(f"--output: directory {output.parent} does not exist")
+    token = _read_token(args.token_file)
     from webrecord.recorder.foreground import record_foreground  # the recorder's parts: on use
 
     return run_supervised(lambda: asyncio.run(record_foreground(args, spec, output, token)))
@@ -155,20 +159,14 @@ def record_command(args: argparse.Namespace) -> int:
 
 # ---- webrecord recorder -------------------------------------------------------------------
 
-def recorder_command(args: argparse.Namespace) -> int:
+def _recorder_command(args: argparse.Namespace) -> int:
     try:
         task = RecordingTask.model_validate_json(Path(args.task).read_text())
     except OSError as exc:
-        print(f"webrecord recorder: --task: {exc.strerror}: {args.task}", file=sys.stderr)
-        return 2
+        raise _Usage(f"--task: {exc.strerror}: {args.task}") from None
     except ValidationError as exc:
-        print(f"webrecord recorder: task: {validation_message(exc)}", file=sys.stderr)
-        return 2
-    try:
-        token = _read_token(args.token_file)
-    except OSError as exc:
-        print(f"webrecord recorder: --token-file: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise _Usage(f"task: {validation_message(exc)}") from None
+    token = _read_token(args.token_file)
     from webrecord.recorder.runtask import run_task  # the recorder's parts: on use
 
     port_file = Path(args.port_file) if args.port_file else None
@@ -178,3 +176,5 @@ def recorder_command(args: argparse.Namespace) -> int:
         port_file)))
 
 
+record_command = _usage_errors("record", _record_command)
+recorder_command = _usage_errors("recorder", _recorder_command)

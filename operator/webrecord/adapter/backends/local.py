@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -58,6 +57,7 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
+from webrecord.api.resource import status_from_json
 from webrecord.files import contained, write_private
 from webrecord.recorder.handover import resume_env
 
@@ -181,7 +181,7 @@ class LocalBackend(Backend):
         if row.state is RunState.RUNNING:
             # The stored status may be up to one poll old (the page itself can pause or resume
             # through window.pauseRecord()); judge the control against the recorder's latest.
-            fresh = _parse_status(_read_bytes(self.task_dir(task_id) / "status.json"))
+            fresh = status_from_json(_read_bytes(self.task_dir(task_id) / "status.json"))
             if fresh is not None:
                 current = fresh
         check_action(action, current.status)
@@ -413,7 +413,7 @@ class LocalBackend(Backend):
                 raw = _read_bytes(status_file)
                 if raw and raw != last_raw:
                     last_raw = raw
-                    status = _parse_status(raw)
+                    status = status_from_json(raw)
                     row = self.store.get(task_id)
                     stale = (
                         status is not None and row is not None
@@ -438,7 +438,7 @@ class LocalBackend(Backend):
                         pid, proc = survivor, None
                         continue
                     raw = _read_bytes(status_file)
-                    status = _parse_status(raw)
+                    status = status_from_json(raw)
                     if status is not None and status.status is Phase.FINISHED and raw != last_raw:
                         continue  # finished just now: record it through the normal path
                     row = self.store.get(task_id)
@@ -485,7 +485,7 @@ class LocalBackend(Backend):
     async def _recorder_gone(self, row: TaskRow, reason: str) -> None:
         """The recorder process ended before finishing: start a new one that resumes from the
         task's segments (bounded, with backoff), or end the task with RecorderLost."""
-        status = _parse_status(_read_bytes(self.task_dir(row.task_id) / "status.json"))
+        status = status_from_json(_read_bytes(self.task_dir(row.task_id) / "status.json"))
         if status is not None and status.status is Phase.FINISHED:
             self._finish_from_files(row, reason)
             return
@@ -511,7 +511,7 @@ class LocalBackend(Backend):
         await self._spawn(row, resume_env(current.status.value))
 
     def _finish_from_files(self, row: TaskRow, lost_reason: str) -> None:
-        status = _parse_status(_read_bytes(self.task_dir(row.task_id) / "status.json"))
+        status = status_from_json(_read_bytes(self.task_dir(row.task_id) / "status.json"))
         if status is not None:
             status = self._complete(status, row)
             if status.status is Phase.FINISHED:
@@ -593,14 +593,3 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
-
-
-def _parse_status(raw: bytes) -> RecorderStatus | None:
-    if not raw:
-        return None
-    try:
-        return RecorderStatus.model_validate(json.loads(raw))
-    except ValueError:
-        return None
-
-

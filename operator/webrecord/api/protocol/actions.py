@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api import models as m
-from webrecord.api.names import check_target_dir, check_target_name
+from webrecord.api.names import ContainedDir, ContainedName
 
 TASK_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _URL_PATTERN = r"^https?://"
@@ -47,19 +47,9 @@ class CosData(ProtocolModel):
     Domain: str | None = Field(None, max_length=1024, description="Public domain for FileURL")
     Bucket: str | None = Field(None, max_length=255)
     Region: str | None = Field(None, max_length=64)
-    TargetDir: str | None = Field(None, max_length=1024, description="Default: the task id")
-    TargetName: str | None = Field(None, max_length=255, description="Default: stop timestamp")
-
     # The same rules as the models (and the CRD): here so the error names the protocol field.
-    @field_validator("TargetDir")
-    @classmethod
-    def _contained_dir(cls, value: str | None) -> str | None:
-        return check_target_dir(value)
-
-    @field_validator("TargetName")
-    @classmethod
-    def _contained_name(cls, value: str | None) -> str | None:
-        return check_target_name(value)
+    TargetDir: ContainedDir = Field(None, max_length=1024, description="Default: the task id")
+    TargetName: ContainedName = Field(None, max_length=255, description="Default: stop timestamp")
 
 
 class MediaInfoData(ProtocolModel):
@@ -134,35 +124,19 @@ class ListData(ProtocolModel):
     Limit: int | None = Field(None, ge=1, le=100, description="Default 20")
 
 
-class ActionName(str, enum.Enum):
-    START = "Start"
-    PAUSE = "Pause"
-    RESUME = "Resume"
-    REFRESH = "Refresh"
-    STOP = "Stop"
-    CANCEL = "Cancel"
-    DESCRIBE = "Describe"
-    LIST = "List"
-
+# The protocol's Actions: Start, the controls (`webrecord.api.models.Action`, one list of them),
+# Describe and List; in this order (the OpenAPI document lists them so).
+ActionName = enum.Enum("ActionName", [("START", "Start"), *((a.name, a.value) for a in m.Action),
+                                      ("DESCRIBE", "Describe"), ("LIST", "List")], type=str)
 
 DATA_MODELS: dict[ActionName, type[ProtocolModel]] = {
     ActionName.START: StartData,
-    ActionName.PAUSE: TaskData,
-    ActionName.RESUME: TaskData,
-    ActionName.REFRESH: TaskData,
-    ActionName.STOP: TaskData,
-    ActionName.CANCEL: TaskData,
+    **{ActionName(a.value): TaskData for a in m.Action},
     ActionName.DESCRIBE: TaskData,
     ActionName.LIST: ListData,
 }
 
-CONTROL_ACTIONS: dict[ActionName, m.Action] = {
-    ActionName.PAUSE: m.Action.PAUSE,
-    ActionName.RESUME: m.Action.RESUME,
-    ActionName.REFRESH: m.Action.REFRESH,
-    ActionName.STOP: m.Action.STOP,
-    ActionName.CANCEL: m.Action.CANCEL,
-}
+CONTROL_ACTIONS: dict[ActionName, m.Action] = {ActionName(a.value): a for a in m.Action}
 
 _ENVELOPE_FIELDS = ("Action", "Data")
 
@@ -353,22 +327,14 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+# In order: a bool is also an int.
+_JSON_TYPES = ((type(None), "null"), (bool, "a boolean"), (int, "an integer"),
+               (float, "a number"), (str, "a string"), (list, "an array"), (dict, "an object"))
+
+
 def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)),
+                type(value).__name__)
 
 
 def _short(value: Any, limit: int = 64) -> str:
