@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from webrecord.api.models import RecorderStatus, RecordingSpec
+from webrecord.api.models import Phase, RecorderStatus, RecordingSpec
+from webrecord.metrics import ADAPTER_RECORDINGS, QUEUE_WAIT, RecordingBook
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -62,6 +64,8 @@ class TaskStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        # Every status change of a task passes through here: the place to count them.
+        self.book = RecordingBook(ADAPTER_RECORDINGS)
 
     def close(self) -> None:
         self._db.close()
@@ -78,6 +82,7 @@ class TaskStore:
                  status.model_dump_json(by_alias=True, exclude_none=True), RunState.QUEUED.value,
                  created, pos),
             )
+        self.book.observe(task_id, status, False)
 
     def get(self, task_id: str) -> TaskRow | None:
         row = self._db.execute(
@@ -104,8 +109,16 @@ class TaskStore:
                 "UPDATE tasks SET status = ?, state = ? WHERE task_id = ?",
                 (payload, state.value, task_id),
             )
+        has_callback = status.status is Phase.FINISHED and self._db.execute(
+            "SELECT json_extract(spec, '$.callbackUrl') IS NOT NULL FROM tasks WHERE task_id = ?",
+            (task_id,)).fetchone() == (1,)
+        self.book.observe(task_id, status, has_callback)
 
     def set_running(self, task_id: str, pid: int) -> None:
+        row = self._db.execute("SELECT state, created FROM tasks WHERE task_id = ?",
+                               (task_id,)).fetchone()
+        if row and row[0] == RunState.QUEUED.value:
+            QUEUE_WAIT.observe(max(0.0, time.time() - row[1]))
         self._db.execute(
             "UPDATE tasks SET state = ?, pid = ? WHERE task_id = ?",
             (RunState.RUNNING.value, pid, task_id),
@@ -129,6 +142,13 @@ class TaskStore:
     def count(self, state: RunState) -> int:
         (n,) = self._db.execute("SELECT COUNT(*) FROM tasks WHERE state = ?", (state.value,)).fetchone()
         return int(n)
+
+    def by_phase(self) -> list[tuple[str, int]]:
+        """(status, tasks) of the tasks not done, for the webrecord_recordings gauge."""
+        rows = self._db.execute(
+            "SELECT json_extract(status, '$.status'), COUNT(*) FROM tasks WHERE state != ? "
+            "GROUP BY 1", (RunState.DONE.value,)).fetchall()
+        return [(str(phase), int(n)) for phase, n in rows]
 
     def finished_before(self, before: int) -> list[str]:
         """Tasks finished (row done and status finished) before unix time `before`."""

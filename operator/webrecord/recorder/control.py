@@ -1,6 +1,7 @@
 """The control endpoint of a running recorder (docs/contracts.md section 1).
 
-GET /healthz (no auth), GET /status, POST /control {"action", "seq"}; Bearer token auth.
+GET /healthz and GET /metrics (Prometheus; no auth: numbers only, no task data), GET /status,
+POST /control {"action", "seq"}; Bearer token auth.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from webrecord import metrics
 
 from webrecord.api.models import Action
 from webrecord.logs import event
@@ -19,6 +23,7 @@ from webrecord.recorder.session import Session
 log = logging.getLogger(__name__)
 
 _ACTIONS = ", ".join(a.value for a in Action)
+_OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -39,18 +44,25 @@ class ControlServer:
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", metrics.handler(self._registry()))
         app.router.add_get("/status", self._status)
         app.router.add_post("/control", self._control)
         return app
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != "/healthz" and self.token is not None:
+        if request.path not in _OPEN_PATHS and self.token is not None:
             header = request.headers.get("Authorization", "")
             given = header[7:].strip() if header.startswith("Bearer ") else ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return _error(401, "Unauthorized", "Authorization: Bearer <token> missing or wrong")
         return await handler(request)
+
+    def _registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(metrics.Chain(metrics.RECORDER))
+        registry.register(metrics.SessionGauges(self.session.live_status))
+        return registry
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
+
+from webrecord import metrics
 
 from webrecord.api.models import ErrorCode, Phase, RecorderStatus, RecordingTask, Result
 from webrecord.logs import event
@@ -24,15 +27,45 @@ async def deliver_packaged(task: RecordingTask, session: Any, status: RecorderSt
         p = session.packaged
         videos.append(LocalVideo(path=p.path, duration=p.duration, muxer=p.muxer))
 
+    upload = _UploadClock(sum(_size(v.path) for v in videos))
+
     async def on_phase(phase: Phase) -> None:
+        upload.phase(phase)
         session.set_phase(phase)
 
     try:
-        return await deliver(task, videos, status, on_phase)
+        result = await deliver(task, videos, status, on_phase)
     except Exception as exc:  # noqa: BLE001 - the task must still end finished with a reason
         log.exception("delivery failed")
         return Result(error_code=status.result.error_code or ErrorCode.INTERNAL,
                       error_message=status.result.error_message or f"delivery failed: {exc}")
+    upload.phase(Phase.FINISHED)
+    if task.spec.callback_url:
+        metrics.RECORDER_CALLBACKS.labels(metrics.callback_outcome(result)).inc()
+    return result
+
+
+class _UploadClock:
+    """When the upload phase ends (callback or the end): its seconds and the bytes it sent
+    into webrecord_upload_seconds_total and webrecord_upload_bytes_total."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.since: float | None = None
+
+    def phase(self, phase: Phase) -> None:
+        now = time.monotonic()
+        if self.since is not None:
+            metrics.UPLOAD_SECONDS.inc(now - self.since)
+            metrics.UPLOAD_BYTES.inc(self.size)
+        self.since = now if phase is Phase.UPLOAD else None
+
+
+def _size(path: Any) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def delivered(result: Result) -> bool:

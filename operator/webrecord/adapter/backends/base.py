@@ -22,6 +22,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from webrecord.api.models import Action, Phase, RecorderStatus, RecordingTask
 
@@ -130,6 +131,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def list(self, owner: str, offset: int, limit: int) -> TaskPage:
         """The owner's tasks, newest first, `limit` of them starting at `offset`."""
+
+    def metric_collectors(self) -> list[Any]:
+        """Prometheus collectors of this backend's gauges (read at scrape time)."""
+        return []
 
     async def health(self) -> dict[str, object]:
         """Small JSON-able summary for GET /healthz; raise BackendUnavailable when unhealthy."""

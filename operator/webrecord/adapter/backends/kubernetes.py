@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from webrecord import logs
 from webrecord.adapter.backends.base import (
     ActionNotAllowed,
     Backend,
@@ -53,6 +54,7 @@ OWNER_LABEL = f"{GROUP}/owner"
 CONTROL_WAIT_S = float(os.environ.get("WEBRECORD_ADAPTER_CONTROL_WAIT_S", "15"))
 _POLL_S = 0.2
 _CONFLICT_TRIES = 5
+_HEALTH_TIMEOUT_S = 5.0  # a readiness probe must answer even when the API hangs
 
 
 class KubernetesBackend(Backend):
@@ -68,6 +70,7 @@ class KubernetesBackend(Backend):
     # --- plumbing -------------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import urllib3
         from kubernetes.client.rest import ApiException
 
         try:
@@ -78,8 +81,10 @@ class KubernetesBackend(Backend):
             raise BackendUnavailable(
                 f"the Kubernetes API answered HTTP {exc.status}: {exc.reason}"
             ) from exc
-        except OSError as exc:
-            raise BackendUnavailable(f"the Kubernetes API is unreachable: {exc}") from exc
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused, timed out, retries spent
+            raise BackendUnavailable(
+                f"the Kubernetes API is unreachable: {getattr(exc, 'reason', None) or exc}"[:300]
+            ) from exc
 
     async def open(self) -> None:
         from webrecord.kubeclient import KubeClient  # kubernetes is imported only when used
@@ -87,7 +92,12 @@ class KubernetesBackend(Backend):
         self._kube = KubeClient(8, thread_name_prefix="kube-adapter",
                                 kubeconfig=self.settings.kubeconfig)
         self._api, self._core = self._kube.custom, self._kube.core
-        await self.health()
+        try:
+            await self.health()
+        except BackendUnavailable as exc:
+            # Serve anyway: /readyz says not ready until the API answers (a start-up race
+            # with the API server should not crash-loop the adapter).
+            logs.event(log, "Kubernetes API not reachable yet", logging.WARNING, error=exc.message)
 
     async def close(self) -> None:
         if self._kube is not None:
@@ -261,7 +271,8 @@ class KubernetesBackend(Backend):
 
     async def health(self) -> dict[str, object]:
         await self._call(self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                         PLURAL, limit=1, _preload_content=False)
+                         PLURAL, limit=1, _preload_content=False,
+                         _request_timeout=_HEALTH_TIMEOUT_S)
         return {"backend": self.name, "namespace": self.namespace}
 
 
