@@ -223,6 +223,10 @@ class Chain(Collector):
         return self.registry.collect()
 
 
+OPERATOR_BOOK = RecordingBook(OPERATOR_RECORDINGS)  # fed by the operator's watch events
+OPERATOR.register(PhaseGauge(lambda: OPERATOR_BOOK.by_phase().items()))
+
+
 def exposition(registry: CollectorRegistry) -> web.Response:
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

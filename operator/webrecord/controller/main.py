@@ -69,6 +69,13 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         expiry=Expiry(kube.delete_recording),
     )
     memo["expiry_task"] = asyncio.create_task(rt.expiry.run())
+    if own.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from webrecord.metrics import OPERATOR
+
+        memo["metrics_server"], _ = start_http_server(own.metrics_port, registry=OPERATOR)
+        event(log, "operator metrics listening", port=memo["metrics_server"].server_port)
     event(log, "operator starting", namespaces=own.namespaces or "all",
           standalone=settings.peering.standalone, peering=settings.peering.name,
           priority=settings.peering.priority)
@@ -79,6 +86,10 @@ async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
     expiring: asyncio.Task | None = memo.get("expiry_task")
     if expiring is not None:
         expiring.cancel()
+    metrics_server = memo.get("metrics_server")
+    if metrics_server is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
     rt: Runtime | None = memo.get("runtime")
     if rt is not None:
         await rt.recorders.close()

@@ -119,3 +119,5 @@ class OperatorSettings(BaseSettings):
     max_workers: int = Field(16, ge=1, description="Threads for Kubernetes API calls")
     watch_server_timeout_s: int = Field(300, ge=10)
     liveness_port: int | None = Field(None, description="Serve kopf's /healthz on this port")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve Prometheus metrics (GET /metrics) on this port")

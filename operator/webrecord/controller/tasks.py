@@ -15,6 +15,7 @@ from webrecord.controller import status as st
 from webrecord.controller.recorder_client import RecorderUnreachable
 from webrecord.controller.runtime import Runtime
 from webrecord.logs import event
+from webrecord.metrics import OK, OPERATOR_CALLBACKS_SENT
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def notify_operator_finish(name: str, spec: dict[str, Any],
 
     body = describe_body(recorder_status(name, status))
     outcome = await send_callback(url, body)
+    OPERATOR_CALLBACKS_SENT.labels(OK if outcome.ok else "failed").inc()
     if outcome.ok:
         return None
     return f"callback failed after {outcome.attempts} attempt(s): {outcome.error}"

@@ -1,3 +1,11 @@
 """kopf handlers, one module per concern. Importing this package registers all of them."""
 
-from webrecord.controller.handlers import actions, create, delete, expire, monitor, pods  # noqa: F401
+from webrecord.controller.handlers import (  # noqa: F401
+    actions,
+    create,
+    delete,
+    expire,
+    monitor,
+    observe,
+    pods,
+)
