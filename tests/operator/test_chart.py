@@ -83,7 +83,7 @@ def test_default_render_is_least_privilege(helm: str) -> None:
     [policy] = by_kind(docs, "NetworkPolicy")
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8090}]
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "recorder"
-    [service] = by_kind(docs, "Service")
+    [service] = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "rel-webrecord-adapter"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 

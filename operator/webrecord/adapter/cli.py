@@ -25,7 +25,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default 8080; 0 = any free port)")
-    parser.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    parser.add_argument("--port-file", type=Path, help="write the bound port here once listening "
+                        "(and the metrics port to FILE.metrics)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics on GET /metrics at this port (0: any free)")
     parser.add_argument("--backend", choices=["local", "kubernetes"], help="default local")
     parser.add_argument("--state-dir", type=Path, help="local backend: tasks, videos, SQLite")
     parser.add_argument("--max-concurrent", type=int, help="local backend: recorders at once")
@@ -43,6 +46,7 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
     for flag, field in (
         ("host", "host"),
         ("port", "port"),
+        ("metrics_port", "metrics_port"),
         ("backend", "backend"),
         ("state_dir", "state_dir"),
         ("max_concurrent", "max_concurrent"),

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from webrecord import logs
+from webrecord import logs, metrics
 from webrecord.api.protocol import actions as pm
 from webrecord.adapter.auth import (
     Authenticator,
@@ -48,12 +49,14 @@ from webrecord.adapter.settings import AdapterSettings
 from webrecord.adapter.ssrf import UrlPolicy
 from webrecord.api.models import RecordingTask
 from webrecord.api.protocol import describe_body
+from webrecord.metrics import ADAPTER_IN_FLIGHT, ADAPTER_REQUEST_SECONDS, ADAPTER_REQUESTS
 
 log = logging.getLogger(__name__)
 
 BACKEND_KEY: web.AppKey[Backend] = web.AppKey("backend", Backend)
 SETTINGS_KEY: web.AppKey[AdapterSettings] = web.AppKey("settings", AdapterSettings)
 OPENAPI_KEY: web.AppKey[dict] = web.AppKey("openapi", dict)
+DRAINING_KEY: web.AppKey[asyncio.Event] = web.AppKey("draining", asyncio.Event)
 
 # Request-scoped values (aiohttp >= 3.13 prefers typed keys; older versions take strings).
 _Key = getattr(web, "RequestKey", None)
@@ -211,9 +214,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     request_id = str(uuid.uuid4())
     request[REQUEST_ID] = request_id
     started = time.monotonic()
+    code = metrics.OK
+    ADAPTER_IN_FLIGHT.inc()
     try:
         response = await handler(request)
     except ApiError as exc:
+        code = exc.code.value
         response = _json(exc.body(request_id), exc.status, request_id)
         logs.event(log, "request refused", logging.INFO, request_id=request_id,
                    action=request.get(ACTION), error=exc.code.value, message=exc.message)
@@ -224,13 +230,20 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if exc.status >= 500:
             code, message = AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE
         err = ApiError(code, message)
+        code = err.code.value
         response = _json(err.body(request_id), exc.status, request_id)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("internal error", extra={"fields": {"request_id": request_id}})
         err = ApiError(AdapterErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE)
+        code = err.code.value
         response = _json(err.body(request_id), 500, request_id)
+    finally:
+        ADAPTER_IN_FLIGHT.dec()
+    label = request.get(ACTION) or _route(request)
+    ADAPTER_REQUESTS.labels(label, code).inc()
+    ADAPTER_REQUEST_SECONDS.labels(label).observe(time.monotonic() - started)
     if request.get(CLOSE_CONNECTION):
         response.force_close()
     if log.isEnabledFor(logging.DEBUG):
@@ -240,11 +253,32 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     return response
 
 
+def _route(request: web.Request) -> str:
+    """A bounded label for requests without an Action: the route's path, or `unmatched`."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical}" if resource is not None else "unmatched"
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the server answers. 200 even while the backend is unreachable (a restart
+    would not bring the Kubernetes API back); `ready` says what /readyz would."""
     request_id = request[REQUEST_ID]
-    backend = request.app[BACKEND_KEY]
     try:
-        details = await backend.health()
+        details: dict[str, Any] = {**await request.app[BACKEND_KEY].health(), "ready": True}
+    except BackendError as exc:
+        details = {"backend": request.app[BACKEND_KEY].name, "ready": False, "reason": exc.message}
+    return _json({"ok": True, **details, "RequestID": request_id}, 200, request_id)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 503 while the backend does not answer (kubernetes: the API server) or the
+    server is draining after SIGTERM; 200 otherwise."""
+    request_id = request[REQUEST_ID]
+    if request.app[DRAINING_KEY].is_set():
+        err = ApiError(AdapterErrorCode.BACKEND_UNAVAILABLE, "server: shutting down")
+        return _json(err.body(request_id), 503, request_id)
+    try:
+        details = await request.app[BACKEND_KEY].health()
     except BackendError as exc:
         err = ApiError(AdapterErrorCode.BACKEND_UNAVAILABLE, exc.message)
         return _json(err.body(request_id), 503, request_id)
@@ -285,8 +319,10 @@ def build_app(
     app[BACKEND_KEY] = backend
     app[SETTINGS_KEY] = settings
     app[OPENAPI_KEY] = openapi_document()
+    app[DRAINING_KEY] = asyncio.Event()
     app.router.add_post("/", ActionHandler(settings, backend, authenticator, policy).handle)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi)
 
     async def _open(_: web.Application) -> None:
@@ -373,8 +409,10 @@ class AdapterRunner:
     """Serves an Application with public parts of aiohttp: an AppRunner runs the app's startup
     and cleanup, a ServerRunner serves the app's handler through AdapterServer."""
 
-    def __init__(self, app: web.Application, header_timeout: float, **handler_args: Any) -> None:
+    def __init__(self, app: web.Application, header_timeout: float, drain_seconds: float = 60.0,
+                 **handler_args: Any) -> None:
         self._app_runner = web.AppRunner(app, handle_signals=False)
+        self._drain_seconds = drain_seconds
         handler_args.setdefault("access_log", None)
         # No complete request within this of opening or of the previous reply: closed.
         handler_args.setdefault("keepalive_timeout", header_timeout)
@@ -391,7 +429,10 @@ class AdapterRunner:
         assert app_server is not None
         server = AdapterServer(app_server.request_handler, request_factory=app_server.request_factory,
                                **self._handler_args)
-        self.runner = web.ServerRunner(server, handle_signals=False)
+        # cleanup() closes the listening sockets, then waits up to shutdown_timeout for the
+        # requests in flight (aiohttp's graceful shutdown): the drain after SIGTERM.
+        self.runner = web.ServerRunner(server, handle_signals=False,
+                                       shutdown_timeout=self._drain_seconds)
         await self.runner.setup()
         return self.runner
 
@@ -409,17 +450,54 @@ async def serve(
 ) -> None:
     """Run until `stop` is set. Used by `webrecord serve`; `port_file` receives the bound port."""
     app = build_app(settings, backend)
-    runner = AdapterRunner(app, settings.header_timeout_seconds)
+    runner = AdapterRunner(app, settings.header_timeout_seconds, settings.drain_seconds)
     site = web.TCPSite(await runner.setup(), settings.host, settings.port)
     await site.start()
-    address = site._server.sockets[0].getsockname() if site._server else (settings.host, settings.port)  # type: ignore[union-attr]
+    address = _bound(site, settings.port)
+    metrics_runner = None
+    if settings.metrics_port is not None:
+        metrics_runner = web.AppRunner(metrics_app(backend), access_log=None)
+        await metrics_runner.setup()
+        metrics_site = web.TCPSite(metrics_runner, settings.host, settings.metrics_port)
+        await metrics_site.start()
+        metrics_port = _bound(metrics_site, settings.metrics_port)[1]
+        if port_file is not None:
+            _write_port(port_file.with_name(port_file.name + ".metrics"), metrics_port)
+        logs.event(log, "adapter metrics listening", host=settings.host, port=metrics_port)
     if port_file is not None:
-        tmp = port_file.with_suffix(port_file.suffix + ".tmp")
-        tmp.write_text(str(address[1]))
-        tmp.replace(port_file)
+        _write_port(port_file, address[1])
     logs.event(log, "adapter listening", host=address[0], port=address[1], backend=backend.name,
                auth=settings.auth_enabled)
     try:
         await stop.wait()
+        app[DRAINING_KEY].set()
+        logs.event(log, "adapter draining: no new connections, requests in flight finish",
+                   drain_seconds=settings.drain_seconds)
     finally:
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+    logs.event(log, "adapter stopped")
+
+
+def metrics_app(backend: Backend) -> web.Application:
+    """GET /metrics: the process's adapter metrics plus this backend's gauges, on a port of its
+    own (the API port faces callers; this one faces Prometheus and needs no signature)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.Chain(metrics.ADAPTER))
+    for collector in backend.metric_collectors():
+        registry.register(collector)
+    app = web.Application()
+    app.router.add_get("/metrics", metrics.handler(registry))
+    return app
+
+
+def _bound(site: web.TCPSite, port: int) -> tuple[str, int]:
+    sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - the bound port
+    return sockets[0].getsockname()[:2] if sockets else ("", port)
+
+
+def _write_port(path: Path, port: int) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(path)

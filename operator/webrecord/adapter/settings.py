@@ -33,6 +33,10 @@ class AdapterSettings(BaseSettings):
     # Request limits: bodies above this are refused (413); a client that has not sent its
     # headers / body within the timeouts is cut off.
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Prometheus metrics (GET /metrics) on a port of their own, never the callers' port;
+    # None: not served. SIGTERM: stop accepting, let requests in flight finish this long.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    drain_seconds: float = Field(20.0, ge=0)
     header_timeout_seconds: float = Field(15.0, gt=0)
     body_timeout_seconds: float = Field(10.0, gt=0)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from webrecord import metrics
 from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
 from webrecord.recorder import procs
@@ -25,6 +27,13 @@ log = logging.getLogger(__name__)
 _DISK_FULL_MARKERS = ("No space left on device", "File too large", "Disk quota exceeded")
 # The segment muxer logs (level info) each file it opens; the previous one is complete by then.
 _OPENING = re.compile(r"Opening '(.+)' for writing")
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def segment_name(index: int) -> str:
@@ -55,6 +64,9 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     argv = [
         # Level info only for the one "Press [q]" line that says capture has begun (see ready).
         settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "info", "-y",
+        # key=value progress every second on stdout: frames, repeated/dropped ones, speed
+        # (the recorder's metrics; see Capture._progress).
+        "-progress", "pipe:1", "-stats_period", "1",
         # No probing: x11grab states its format; probing would hold up the start by ~20
         # frames, which then land in the file before we count the segment as started.
         "-itsoffset", offset, "-thread_queue_size", str(video_queue),
@@ -127,7 +139,7 @@ class Capture:
         argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.seg_dir,
                            self.index, epoch=self.epoch)
         self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
-                                      stdout=asyncio.subprocess.DEVNULL,
+                                      stdout=asyncio.subprocess.PIPE,
                                       stderr=asyncio.subprocess.PIPE)
         self.spawned = self.started = time.monotonic()
         self.spawn_wall = time.time()
@@ -135,6 +147,7 @@ class Capture:
         self.exited = loop.create_future()
         self.ready = loop.create_future()
         loop.create_task(self._watch())
+        loop.create_task(self._progress())
         event(log, "segment started", index=self.index, path=str(self.path), pid=self.proc.pid)
 
     async def _watch(self) -> None:
@@ -165,6 +178,28 @@ class Capture:
                   stderr=" | ".join(list(self.stderr_tail)[-5:]))
         if self.exited is not None and not self.exited.done():
             self.exited.set_result(code)
+
+    async def _progress(self) -> None:
+        """ffmpeg's -progress blocks (key=value lines ending with progress=...) into the
+        recorder's frame counters and encoder speed; its counts start at 0 in each process."""
+        assert self.proc is not None and self.proc.stdout is not None
+        block: dict[str, str] = {}
+        counted = {"frame": 0, "dup_frames": 0, "drop_frames": 0}
+        counters = {"frame": metrics.FRAMES, "dup_frames": metrics.REPEATED_FRAMES,
+                    "drop_frames": metrics.DROPPED_FRAMES}
+        async for raw in self.proc.stdout:
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            if key != "progress":
+                block[key] = value
+                continue
+            for name, counter in counters.items():
+                if (now := _int(block.get(name))) is not None and now > counted[name]:
+                    counter.inc(now - counted[name])
+                    counted[name] = now
+            if (speed := block.get("speed", "").rstrip("x")) and speed != "N/A":
+                with contextlib.suppress(ValueError):
+                    metrics.ENCODER_SPEED.set(float(speed))
+            block = {}
 
     def _opened(self, path: Path) -> None:
         if self.paths and self.on_closed is not None:
