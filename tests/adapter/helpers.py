@@ -11,6 +11,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 
+def describe(client: Any, task_id: str, key: str | None = None) -> dict:
+    """Describe reply body of a task (asserting HTTP 200)."""
+    reply = client.call("Describe", {"TaskID": task_id}, key=key)
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
 def wait_for(describe: Callable[[], dict], predicate: Callable[[dict], bool], timeout: float,
               what: str) -> dict:
     deadline = time.monotonic() + timeout

@@ -139,7 +139,9 @@ def test_health_and_openapi(server: LiveServer) -> None:
     assert set(schemas["VodData"]["properties"]) == {"MediaInfo", "ProcedureInfo", "SubAppId"}
     assert set(schemas["Task"]["properties"]) == {
         "TaskID", "Status", "CreateTime", "StartTime", "CancelTime", "StopTime", "FinishTime", "Result",
+        "Message",  # extension: why a `normal` task waits, progress notes
     }
+    assert "Message" not in schemas["Task"]["required"]
     examples = doc["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["examples"]
     assert {name: e["value"] for name, e in examples.items()} == pm.EXAMPLES
 

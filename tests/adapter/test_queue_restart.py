@@ -20,15 +20,10 @@ from webrecord.adapter.backends.local import _task_pids
 from webrecord.adapter.store import RunState, TaskStore
 
 from .conftest import KEYS, Client, LiveServer
+from .helpers import describe as _describe
 from .helpers import play, video_path, wait_for
 
 pytestmark = pytest.mark.browser
-
-
-def _describe(client: Client, task_id: str, key: str | None = None) -> dict:
-    reply = client.call("Describe", {"TaskID": task_id}, key=key)
-    assert reply.status == 200, reply.body
-    return reply.body
 
 
 @pytest.mark.timeout(240)

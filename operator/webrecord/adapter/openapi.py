@@ -83,6 +83,9 @@ def openapi_document() -> dict[str, Any]:
                     "StopTime": time_field,
                     "FinishTime": time_field,
                     "Result": {"$ref": _REF.format(model="Result")},
+                    "Message": {"type": "string", "description": (
+                        "Extension: the latest progress note, e.g. why a `normal` task still "
+                        "waits (capacity); absent when there is none")},
                 },
                 "required": ["TaskID", "Status", "Result"],
             },

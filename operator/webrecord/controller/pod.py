@@ -12,6 +12,7 @@ import json
 import secrets
 from typing import Any
 
+from webrecord.api.cost import CostModel
 from webrecord.api.models import RecordingSpec, RecordingTask
 from webrecord.api.resource import (
     API_VERSION,
@@ -21,6 +22,7 @@ from webrecord.api.resource import (
     LABEL_TASK,
 )
 from webrecord.controller.settings import OperatorSettings
+from webrecord.recorder.settings import RecorderSettings
 
 RECORDER_UID = 1000
 CONTAINER = "recorder"
@@ -113,17 +115,20 @@ def build_secret(owner: dict[str, Any], task: RecordingTask, token: str) -> dict
 
 
 def resources(spec: RecordingSpec, settings: OperatorSettings) -> dict[str, Any]:
-    """Requests/limits for a page of this size, plus the /dev/shm size for Chromium."""
-    mpix = spec.width * spec.height / 1_000_000
-    cpu_m = int(settings.cpu_base_m + settings.cpu_per_mpixel_m * mpix)
-    shm_mi = int(settings.shm_base_mi + settings.shm_per_mpixel_mi * mpix)
-    # /dev/shm is memory-backed and counts against the container's memory.
-    mem_mi = int(settings.memory_base_mi + settings.memory_per_mpixel_mi * mpix) + shm_mi
+    """Requests = the recording's measured cost (webrecord.api.cost), so the scheduler admits
+    on a node only the recordings it can carry; a page that does not fit waits Pending (the
+    task's Scheduled condition says why). Limits leave headroom; /dev/shm is memory-backed
+    and counts against the limit when filled, so its size is added there."""
+    fps = RecorderSettings().fps_for(spec.width, spec.height)
+    need = CostModel().of(spec.width, spec.height, fps)
+    cpu_m = max(10, round(need.cpu_cores * 1000))
+    mem_mi = round(need.memory_mib)
+    shm_mi = int(settings.shm_base_mi + settings.shm_per_mpixel_mi * spec.width * spec.height / 1e6)
     return {
         "requests": {"cpu": f"{cpu_m}m", "memory": f"{mem_mi}Mi"},
         "limits": {
-            "cpu": f"{int(cpu_m * settings.cpu_limit_factor)}m",
-            "memory": f"{int(mem_mi * settings.memory_limit_factor)}Mi",
+            "cpu": f"{round(cpu_m * settings.cpu_limit_factor)}m",
+            "memory": f"{round(mem_mi * settings.memory_limit_factor) + shm_mi}Mi",
         },
         "shm": f"{shm_mi}Mi",
     }

@@ -52,15 +52,12 @@ class OperatorSettings(BaseSettings):
     priority_class: str | None = None
     work_dir_size_limit: str = "20Gi"
 
-    # Resources scale with the page's pixels: base + per-megapixel, limits a multiple of requests.
-    cpu_base_m: int = Field(300, ge=10)
-    cpu_per_mpixel_m: int = Field(700, ge=0)
-    memory_base_mi: int = Field(512, ge=64)
-    memory_per_mpixel_mi: int = Field(600, ge=0)
+    # Requests are the recording's measured cost (webrecord.api.cost, WEBRECORD_COST_*);
+    # limits a multiple of them, /dev/shm scales with the page's pixels.
     shm_base_mi: int = Field(256, ge=64)
     shm_per_mpixel_mi: int = Field(128, ge=0)
     cpu_limit_factor: float = Field(2.0, ge=1.0)
-    memory_limit_factor: float = Field(1.5, ge=1.0)
+    memory_limit_factor: float = Field(2.0, ge=1.0)
 
     # Buckets a WebRecording may name in spec.output.cos.bucket; empty: any bucket the
     # storage credentials reach. A JSON list or "a,b" (the chart's value sets it).

@@ -30,6 +30,13 @@ class RecorderSettings(BaseSettings):
     x264_preset_large: str = "ultrafast"
     large_frame_pixels: int = Field(1920 * 1080, ge=1)
     large_frame_fps: int = Field(15, ge=1, le=60)
+
+    def fps_for(self, width: int, height: int) -> int:
+        """The frame rate a page of this size is captured at: above ~1080p neither grabbing
+        nor encoding keeps 30 fps on a small machine."""
+        if width * height > self.large_frame_pixels:
+            return min(self.fps, self.large_frame_fps)
+        return self.fps
     video_queue_bytes: int = Field(64 * 1024 * 1024, ge=1)
     x264_crf: int = Field(23, ge=0, le=51)
     keyint_seconds: float = Field(2.0, gt=0)

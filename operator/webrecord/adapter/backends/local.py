@@ -14,8 +14,9 @@ Layout under `state_dir`:
 A finished task's directory and row are pruned `retention_seconds` after its finishTime (at
 startup and every `retention_check_seconds`); queued and running tasks never are.
 
-At most `max_concurrent` recorders run; further Starts queue (FIFO, persisted) up to
-`max_queued`. Recorders run in their own session so they outlive a restart of the server: on
+Admission by measured cost (webrecord.api.cost): a queued task starts when the running
+recordings plus it fit the CPU and memory budget (at most `max_concurrent` at once); until then
+it waits (FIFO, persisted, up to `max_queued`) with the reason in its status message. Recorders run in their own session so they outlive a restart of the server: on
 `open()` a task whose recorder still runs (pid alive and its command line names the task) is
 watched again, one whose recorder is gone is finished from its last status file (or marked
 `RecorderLost`), and queued tasks start as slots free up.
@@ -32,7 +33,6 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psutil
@@ -58,9 +58,11 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
+from webrecord.api.cost import ZERO, Cost, CostModel
 from webrecord.api.resource import status_from_json
 from webrecord.files import contained, write_private
 from webrecord.recorder.handover import resume_env
+from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ class LocalBackend(Backend):
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
         self._pruner: asyncio.Task | None = None
+        self.budget = settings.budget()
+        self.costs = CostModel()
+        self._recorder = RecorderSettings()  # the recorders read the same environment (fps)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -195,20 +200,19 @@ class LocalBackend(Backend):
             self.store.set_status(task_id, self._complete(status, current))
         return self._status_of(task_id)
 
-    def metric_collectors(self) -> list[Any]:
-        from webrecord.metrics import FunctionGauge, PhaseGauge
-
-        return [PhaseGauge(self.store.by_phase),
-                FunctionGauge("webrecord_queue_length", "Tasks waiting for a recorder slot",
-                              lambda: self.store.count(RunState.QUEUED))]
-
     async def health(self) -> dict[str, object]:
         return {
             "backend": self.name,
             "running": self.store.count(RunState.RUNNING),
             "queued": self.store.count(RunState.QUEUED),
             "maxConcurrent": self.settings.max_concurrent,
+            "capacity": self._capacity(),
         }
+
+    def _capacity(self) -> dict[str, float]:
+        used = sum((self._cost(r) for r in self.store.in_state(RunState.RUNNING)), ZERO)
+        return {"cpuCores": round(self.budget.cpu_cores, 2), "cpuCoresUsed": round(used.cpu_cores, 2),
+                "memoryMiB": round(self.budget.memory_mib), "memoryMiBUsed": round(used.memory_mib)}
 
     async def prune(self, now: int | None = None) -> list[str]:
         """Remove tasks finished more than `retention_seconds` ago: directory, then row (a
@@ -352,8 +356,13 @@ class LocalBackend(Backend):
                 return None
             await asyncio.sleep(0.1)
 
+    def _cost(self, row: TaskRow) -> Cost:
+        width, height = row.spec.width, row.spec.height
+        return self.costs.of(width, height, self._recorder.fps_for(width, height))
+
     async def _pump(self) -> None:
-        """Start queued tasks while slots are free (FIFO)."""
+        """Start queued tasks (FIFO) while the budget admits the next one; a task that must
+        wait says why in its status message (Describe stays `normal`)."""
         if self._closing:
             return
         async with self._lock:
@@ -361,7 +370,22 @@ class LocalBackend(Backend):
                 queued = self.store.in_state(RunState.QUEUED)
                 if not queued:
                     break
-                await self._spawn(queued[0])
+                running = self.store.in_state(RunState.RUNNING)
+                used = sum((self._cost(r) for r in running), ZERO)
+                head = queued[0]
+                if not self.budget.admits(used, len(running), self._cost(head)):
+                    self._say_waiting(head, self.budget.why_waiting(used, len(running), self._cost(head)))
+                    break
+                await self._spawn(head)
+            else:
+                for row in self.store.in_state(RunState.QUEUED)[:1]:
+                    self._say_waiting(row, f"queued: all {self.settings.max_concurrent} "
+                                           "recorders are busy")
+
+    def _say_waiting(self, row: TaskRow, why: str) -> None:
+        if row.status.message != why:
+            self.store.set_status(row.task_id, row.status.model_copy(update={"message": why}))
+            logs.event(log, "task waits for capacity", task_id=row.task_id, reason=why)
 
     async def _spawn(self, row: TaskRow, resume: dict[str, str] | None = None) -> None:
         """Start the task's recorder; `resume`: env of a replacement (the work dir and status

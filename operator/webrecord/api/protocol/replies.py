@@ -48,4 +48,6 @@ def describe_body(status: RecorderStatus) -> dict[str, Any]:
         if value is not None:
             body[name] = value
     body["Result"] = result_body(status.result)
+    if status.message:  # extension: progress, or why a `normal` task still waits
+        body["Message"] = status.message
     return body
