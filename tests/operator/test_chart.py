@@ -79,6 +79,12 @@ def test_default_render_is_least_privilege(helm: str) -> None:
     assert env["WEBRECORD_OPERATOR_NAMESPACES"] == '["wr"]'
     assert env["WEBRECORD_OPERATOR_RECORDER_IMAGE"] == "webrecord/recorder:0.1.0"
     assert env["WEBRECORD_OPERATOR_MAX_CONCURRENT"] == "20"
+    # The recorder pods' requests come from the measured cost, which the settings read back.
+    cost_env = {k: v for k, v in env.items() if k.startswith("WEBRECORD_COST_")}
+    assert cost_env == {"WEBRECORD_COST_CPU_BASE_CORES": "0.154",
+                        "WEBRECORD_COST_CPU_CORES_PER_MPX_PER_S": "0.018",
+                        "WEBRECORD_COST_MEMORY_BASE_MIB": "535",
+                        "WEBRECORD_COST_MEMORY_MIB_PER_MPIX": "95"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     [policy] = by_kind(docs, "NetworkPolicy")
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8090}]

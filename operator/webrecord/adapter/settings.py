@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from webrecord.api import cost
 from webrecord.envlist import split_list
 
 
@@ -63,7 +64,18 @@ class AdapterSettings(BaseSettings):
 
     # Local backend.
     state_dir: Path = Path("./webrecord-state")
-    max_concurrent: int = Field(2, ge=1, description="Recorders running at once; the rest queue")
+    # Admission by measured cost (webrecord.api.cost, coefficients WEBRECORD_COST_*): a queued
+    # task starts only while the running recordings plus it fit the CPU and memory budget;
+    # max_concurrent is a hard cap.
+    max_concurrent: int = Field(8, ge=1, description="At most this many recorders at once")
+    capacity_cpu_cores: float | None = Field(
+        None, gt=0, description="CPU cores recordings may use together; default: the machine's "
+        "(affinity, cgroup quota) times capacity_cpu_fraction")
+    capacity_cpu_fraction: float = Field(0.9, gt=0, le=1)
+    capacity_memory_mib: float | None = Field(
+        None, gt=0, description="Memory recordings may use together; default: the machine's "
+        "(cgroup limit) times capacity_memory_fraction")
+    capacity_memory_fraction: float = Field(0.8, gt=0, le=1)
     max_queued: int = Field(
         1000, ge=0, description="Starts beyond this many waiting tasks are refused (LimitExceeded)"
     )
@@ -93,6 +105,11 @@ class AdapterSettings(BaseSettings):
     cluster_filesystem_output: bool = False
     namespace: str = "default"
     kubeconfig: Path | None = None
+
+    def budget(self) -> cost.Budget:
+        return cost.Budget(
+            self.capacity_cpu_cores or cost.machine_cpu_cores() * self.capacity_cpu_fraction,
+            self.capacity_memory_mib or cost.machine_memory_mib() * self.capacity_memory_fraction)
 
     def loopback_allowed(self) -> bool:
         if self.url_allow_loopback is not None:

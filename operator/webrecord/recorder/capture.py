@@ -50,12 +50,9 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
 
     Segments are cut when the wall clock passes a multiple of `segment_seconds` (at the next
     keyframe): the muxer's own timer counts from timestamp 0, which -copyts moved away."""
-    fps = settings.fps
-    preset = settings.x264_preset
-    if width * height > settings.large_frame_pixels:
-        # Above ~1080p neither grabbing nor encoding keeps 30 fps on a small machine.
-        fps = min(fps, settings.large_frame_fps)
-        preset = settings.x264_preset_large
+    fps = settings.fps_for(width, height)
+    large = width * height > settings.large_frame_pixels
+    preset = settings.x264_preset_large if large else settings.x264_preset
     gop = max(1, round(fps * settings.keyint_seconds))
     # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
     # overloaded machine drops frames instead of memory.

@@ -33,6 +33,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -199,6 +200,13 @@ class LocalBackend(Backend):
         if current is not None and current.state is RunState.RUNNING:
             self.store.set_status(task_id, self._complete(status, current))
         return self._status_of(task_id)
+
+    def metric_collectors(self) -> list[Any]:
+        from webrecord.metrics import FunctionGauge, PhaseGauge
+
+        return [PhaseGauge(self.store.by_phase),
+                FunctionGauge("webrecord_queue_length", "Tasks waiting for a recorder slot",
+                              lambda: self.store.count(RunState.QUEUED))]
 
     async def health(self) -> dict[str, object]:
         return {
