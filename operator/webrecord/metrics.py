@@ -116,12 +116,14 @@ ENCODER_SPEED = Gauge(
     registry=RECORDER)
 
 
-def callback_outcome(result: Result) -> str:
-    """ok, or failed: CallbackFailed, or a callback failure noted after an earlier error
-    (delivery keeps the first ErrorCode and appends "callback to URL failed after N tries")."""
-    failed = result.error_code == ErrorCode.CALLBACK_FAILED or (
-        result.error_message is not None and "callback to " in result.error_message
-        and " failed after " in result.error_message)
+def callback_outcome(result: Result, note: str | None = None) -> str:
+    """ok, or failed: CallbackFailed, or a callback failure noted after an earlier error (the
+    first ErrorCode stays; delivery appends "callback to URL failed after N tries" to the
+    result's message, the operator "callback failed after N attempt(s)" to the status's
+    message, `note`)."""
+    failed = result.error_code == ErrorCode.CALLBACK_FAILED or any(
+        "callback" in text and " failed after " in text
+        for text in (result.error_message or "", note or ""))
     return "failed" if failed else OK
 
 
@@ -176,7 +178,7 @@ class RecordingBook:
             m.finished.labels(code.value if code else OK).inc()
             m.delivered_bytes.inc(sum(v.file_size or 0 for v in status.result.videos))
             if has_callback:
-                m.callbacks.labels(callback_outcome(status.result)).inc()
+                m.callbacks.labels(callback_outcome(status.result, status.message)).inc()
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)

@@ -64,3 +64,24 @@ def test_metrics_and_liveness_follow_the_recordings(kube: Kube, start_operator: 
     assert sample(refused, "webrecord_recordings_finished_total", error_code="ok") == 1
     assert json.loads(kube.kubectl("get", "wrec", "refused", "-o",
                                    "jsonpath={.status.result}").stdout)["errorCode"] == "InvalidParam"
+
+
+def test_adapter_is_ready_while_the_api_server_answers(kube: Kube, tmp_path: Any) -> None:
+    """The kubernetes backend's readiness against the real kube-apiserver (the unreachable case
+    is tests/adapter/test_health.py), counted on the adapter's metrics port."""
+    from adapter.conftest import Client
+    from adapter.helpers import ServeProcess
+
+    with ServeProcess(tmp_path, "--no-auth", "--backend", "kubernetes", "--namespace", kube.ns,
+                      "--metrics-port", "0",
+                      env={"WEBRECORD_ADAPTER_KUBECONFIG": str(kube.cp.kubeconfig)}) as served:
+        client = Client("127.0.0.1", served.port)
+        ready = client.request("GET", "/readyz")
+        assert ready.status == 200, ready.body
+        assert ready.body["namespace"] == kube.ns and ready.body["backend"] == "kubernetes"
+        assert client.request("GET", "/healthz").body["ready"] is True
+        counted = scrape(f"http://127.0.0.1:{served.metrics_port}/metrics")
+        assert sample(counted, "webrecord_adapter_requests_total", action="GET /readyz",
+                      code="ok") == 1
+        assert sample(counted, "webrecord_adapter_requests_total", action="GET /healthz",
+                      code="ok") == 1
