@@ -82,6 +82,10 @@ QUEUE_WAIT = Histogram(
 
 # ------------------------------------------------------------------ operator
 
+OPERATOR_QUEUE_WAIT = Histogram(
+    "webrecord_queue_wait_seconds",
+    "Operator: a WebRecording's creation to its recorder pod's creation (waits for a slot "
+    "under operator.maxConcurrent included)", buckets=_WAIT_BUCKETS, registry=OPERATOR)
 OPERATOR_CALLBACKS_SENT = Counter(
     "webrecord_operator_callbacks_total",
     "Callbacks the operator sent itself (tasks it ended: pod lost, time limit), by outcome",
@@ -146,11 +150,15 @@ class SessionGauges(Collector):
                                 "Segments closed or in progress", value=status.segments)
 
 
+QUEUED_NOTE = "queued:"  # how a task waiting for a slot begins its status message
+
+
 @dataclass
 class _Seen:
     phase: Phase
     restarts: int
     started: bool
+    queued: bool
 
 
 class RecordingBook:
@@ -165,7 +173,8 @@ class RecordingBook:
         if status.status is Phase.FINISHED:
             self._seen.pop(key, None)
         else:
-            self._seen[key] = _Seen(status.status, status.restarts, status.start_time is not None)
+            self._seen[key] = _Seen(status.status, status.restarts, status.start_time is not None,
+                                    (status.message or "").startswith(QUEUED_NOTE))
         if before is None:
             return  # first look (a restart of this process): the baseline, nothing counted
         m = self.metrics
@@ -185,6 +194,9 @@ class RecordingBook:
 
     def by_phase(self) -> Tally[str]:
         return Tally(seen.phase.value for seen in self._seen.values())
+
+    def queued(self) -> int:
+        return sum(seen.queued for seen in self._seen.values())
 
 
 class PhaseGauge(Collector):
@@ -227,6 +239,9 @@ class Chain(Collector):
 
 OPERATOR_BOOK = RecordingBook(OPERATOR_RECORDINGS)  # fed by the operator's watch events
 OPERATOR.register(PhaseGauge(lambda: OPERATOR_BOOK.by_phase().items()))
+OPERATOR.register(FunctionGauge("webrecord_queue_length",
+                                "WebRecordings waiting for a recorder slot (operator.maxConcurrent)",
+                                OPERATOR_BOOK.queued))
 
 
 def exposition(registry: CollectorRegistry) -> web.Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -85,3 +86,26 @@ def test_adapter_is_ready_while_the_api_server_answers(kube: Kube, tmp_path: Any
                       code="ok") == 1
         assert sample(counted, "webrecord_adapter_requests_total", action="GET /healthz",
                       code="ok") == 1
+
+
+def test_queue_length_and_wait_under_the_concurrency_limit(kube: Kube, start_operator: Any) -> None:
+    op = start_operator(WEBRECORD_OPERATOR_MAX_CONCURRENT="1", WEBRECORD_OPERATOR_QUEUE_RETRY_S="0.5",
+                        WEBRECORD_OPERATOR_METRICS_PORT="0")
+    url = _metrics_url(op)
+    kube.apply(recording("one", ttlSecondsAfterFinished=3600))
+    wait_for(lambda: kube.get("pod", "one-recorder"), 30, "the first pod")
+    applied = time.time()
+    kube.apply(recording("two", ttlSecondsAfterFinished=3600))
+    queued = wait_for(lambda: (m := scrape(url)) and sample(m, "webrecord_queue_length") == 1
+                      and m, 30, "the second task queued")
+    assert sample(queued, "webrecord_queue_wait_seconds_count") == 1  # "one" got its slot
+    assert kube.get("pod", "two-recorder") is None
+    released = time.time()  # "two" gets its slot only after "one" finishes, below
+    kube.set_pod_status("one-recorder", {"phase": "Succeeded", "containerStatuses": [
+        _terminated(_finished_with_a_video("one"))]})
+    wait_for(lambda: kube.get("pod", "two-recorder"), 30, "the queued task's pod")
+    after = wait_for(lambda: (m := scrape(url)) and sample(m, "webrecord_queue_length") == 0
+                     and m, 30, "the queue empty")
+    assert sample(after, "webrecord_queue_wait_seconds_count") == 2
+    # "two" waited at least from its creation until "one" finished.
+    assert sample(after, "webrecord_queue_wait_seconds_sum") >= released - applied

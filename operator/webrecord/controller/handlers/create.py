@@ -18,6 +18,7 @@ from webrecord.controller.encrypt_key import EncryptKeyProblem, with_encrypt_key
 from webrecord.controller.runtime import runtime
 from webrecord.controller.tasks import apply, phase_event
 from webrecord.logs import event
+from webrecord.metrics import OPERATOR_QUEUE_WAIT, QUEUED_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,13 @@ async def create_recorder(
     key = (namespace, name)
     if not rt.has_slot(key):
         # Queued: kopf retries this handler; the task stays `normal` until a slot frees up.
-        message = f"queued: {rt.settings.max_concurrent} recordings are running (concurrency limit)"
+        message = (f"{QUEUED_NOTE} {rt.settings.max_concurrent} recordings are running "
+                   "(concurrency limit)")
         if current.get("message") != message:
             apply(patch, {"createTime": create_time, "phase": Phase.NORMAL.value, "message": message})
         raise kopf.TemporaryError(message, delay=rt.settings.queue_retry_s)
+    if key not in rt.reserved:
+        OPERATOR_QUEUE_WAIT.observe(max(0.0, now - create_time))
     rt.reserved.add(key)
 
     # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
