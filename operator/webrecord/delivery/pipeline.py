@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from webrecord.files import PathEscape, contained, write_atomic
 from webrecord.logs import event
 from webrecord.storage.filesystem import DiskFullError, atomic_copy, atomic_copy_tree
 from webrecord.storage.s3 import Bucket, StorageError
+from webrecord.storage.video import LocalVideo, hls_files
 from webrecord.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,6 @@ MANIFEST_NAME = "delivery.json"
 # Codes this stage sets; `webrecord deliver` clears them from the status before a retry.
 DELIVERY_CODES = {ErrorCode.UPLOAD_FAILED, ErrorCode.VOD_FAILED, ErrorCode.CALLBACK_FAILED,
                   ErrorCode.DISK_FULL}
-_URI_ATTR = re.compile(r'URI="([^"]+)"')
-
-
-@dataclass
-class LocalVideo:
-    path: Path  # the mp4 file, or the HLS playlist (.m3u8) beside its segments
-    duration: float  # seconds
-    muxer: str  # "mp4" | "hls"
 
 
 class DeliveryFailure(Exception):
@@ -118,31 +110,6 @@ def object_key(*parts: str) -> str:
 
 def _extension(video: LocalVideo) -> str:
     return ".m3u8" if video.muxer == "hls" else (video.path.suffix or ".mp4")
-
-
-def hls_files(playlist: Path) -> dict[str, Path]:
-    """Local files a playlist refers to (segments, init sections), by the relative name the
-    playlist uses. External URIs (http..., AuthUrl) are left out, and so are AES keys
-    (#EXT-X-KEY): publishing the key beside the segments would undo the encryption."""
-    base = playlist.parent
-    refs: list[str] = []
-    for line in playlist.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            if not line.startswith(("#EXT-X-KEY", "#EXT-X-SESSION-KEY")):
-                refs.extend(_URI_ATTR.findall(line))
-        else:
-            refs.append(line)
-    files: dict[str, Path] = {}
-    for ref in refs:
-        if "://" in ref or ref.startswith("/"):
-            continue
-        path = (base / ref).resolve()
-        if path.is_file() and base.resolve() in path.parents:
-            files[ref] = path
-    return files
 
 
 def _video_size(video: LocalVideo) -> int:

@@ -69,13 +69,9 @@ class Browser:
     def __init__(self, settings: RecorderSettings, width: int, height: int, env: dict[str, str],
                  profile_dir: Path, on_hook: Callable[[str], Any],
                  on_crash: Callable[[str], None], proxy: str | None = None) -> None:
-        self.settings = settings
-        self.width = width
-        self.height = height
-        self.env = env
-        self.profile_dir = profile_dir
-        self.on_hook = on_hook
-        self.on_crash = on_crash
+        self.settings, self.env, self.profile_dir = settings, env, profile_dir
+        self.width, self.height = width, height
+        self.on_hook, self.on_crash = on_hook, on_crash
         self.proxy = proxy  # socks5://127.0.0.1:PORT of the egress proxy, or None
         self._pw: Playwright | None = None
         self.context: BrowserContext | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from tencentcloud.common import credential
@@ -32,9 +32,7 @@ from webrecord.api.models import VodOutput
 from webrecord.logs import event
 from webrecord.storage.s3 import Bucket, StorageError
 from webrecord.storage.settings import StorageSettings
-
-if TYPE_CHECKING:
-    from webrecord.delivery.pipeline import LocalVideo
+from webrecord.storage.video import LocalVideo, hls_files
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +116,9 @@ def _apply_params(vod: VodOutput, media_type: str, media_name: str) -> dict[str,
     return params
 
 
-def upload_to_vod(video: "LocalVideo", vod: VodOutput, settings: StorageSettings,
+def upload_to_vod(video: LocalVideo, vod: VodOutput, settings: StorageSettings,
                   media_name: str) -> VodMedia:
     """Run the whole flow for one video (blocking; call from a worker thread)."""
-    from webrecord.delivery.pipeline import hls_files  # noqa: PLC0415 - avoids an import cycle
-
     client = VodClient(settings)
     media_type = "m3u8" if video.muxer == "hls" else (video.path.suffix.lstrip(".") or "mp4")
     applied = client.call("ApplyUpload", _apply_params(vod, media_type, media_name))
