@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -41,24 +42,22 @@ class RecordingMetrics:
     """What the adapter (local backend) and the operator count about recordings."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.finished = Counter(
-            "webrecord_recordings_finished_total",
-            "Recordings that finished, by Result.ErrorCode (ok: none)",
-            ["error_code"], registry=registry)
+        counter = partial(Counter, registry=registry)
+        self.finished = counter("webrecord_recordings_finished_total",
+                                "Recordings that finished, by Result.ErrorCode (ok: none)",
+                                ["error_code"])
         self.start_latency = Histogram(
             "webrecord_start_latency_seconds",
             "Task creation to the first recorded frame (whole seconds of the task's times)",
             buckets=_LATENCY_BUCKETS, registry=registry)
-        self.delivered_bytes = Counter(
-            "webrecord_delivered_bytes_total",
-            "Bytes of the videos finished recordings delivered (their FileSize)", registry=registry)
-        self.callbacks = Counter(
-            "webrecord_callbacks_total",
-            "Callbacks of finished recordings with a CallbackURL, by outcome (ok, failed)",
-            ["outcome"], registry=registry)
-        self.restarts = Counter(
-            "webrecord_recorder_restarts_total",
-            "Recorders replaced after they were lost (process or pod)", registry=registry)
+        self.delivered_bytes = counter("webrecord_delivered_bytes_total",
+                                       "Bytes of the videos finished recordings delivered "
+                                       "(their FileSize)")
+        self.callbacks = counter("webrecord_callbacks_total",
+                                 "Callbacks of finished recordings with a CallbackURL, by "
+                                 "outcome (ok, failed)", ["outcome"])
+        self.restarts = counter("webrecord_recorder_restarts_total",
+                                "Recorders replaced after they were lost (process or pod)")
 
 
 ADAPTER_RECORDINGS = RecordingMetrics(ADAPTER)
