@@ -28,11 +28,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from recbench import analysis as an  # noqa: E402
-from recbench import proctree, runs  # noqa: E402
+from recbench import admission, proctree, runs  # noqa: E402
 from recbench.report import Report  # noqa: E402
 from recbench.server import PageServer  # noqa: E402
 
-ALL = ("cpu", "fidelity", "av", "latency", "concurrency")
+ALL = ("cpu", "fidelity", "av", "latency", "concurrency", "admission")
 FPS = runs.FPS
 
 
@@ -274,6 +274,29 @@ class Bench:
         self.report.ratio_row("concurrency", "max concurrent recordings with fidelity >= 98%", best,
                               None, fmt="{}", note="0 = even one recording alone stayed below 98%"
                               if best == 0 else None)
+
+
+    def admission(self) -> None:
+        """Issue 14: N+1 tasks through `webrecord serve`, N = what the cost budget admits."""
+        from webrecord.adapter.settings import AdapterSettings
+        from webrecord.api.cost import CostModel
+
+        budget, cost = AdapterSettings().budget(), CostModel().of(1280, 720, FPS)
+        fit = max(1, int(budget.cpu_cores // cost.cpu_cores))
+        got = admission.run(self.pages.url("frames.html"), fit + 1, self.d.concurrency,
+                            self.out / "admission")
+        fids = list(got.fidelity.values())
+        self.report.ratio_row(
+            "admission", f"{fit + 1} submitted at 720p30 ({cost.cpu_cores:.2f} cores each, "
+            f"budget {budget.cpu_cores:.2f}): most recording at once", got.most_recording, None,
+            fmt="{}", max_value=fit + 1, note=f"the budget admits {fit}")
+        self.report.ratio_row("admission", "tasks that waited `normal` with the capacity reason",
+                              len(got.waited), None, fmt="{}", min_value=1,
+                              note=got.reason[:160] or None)
+        self.report.ratio_row(
+            "admission", "min fidelity of every video", min(fids) if fids else None, None,
+            fmt="{:.2%}", min_value=0.98,
+            note="; ".join([", ".join(f"{f:.1%}" for f in fids), *got.errors])[:200] or None)
 
 
 def _window_fps(run: runs.Run, codes: an.FrameCodes) -> float | None:
