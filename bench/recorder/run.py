@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Recorder benchmark: CPU, frame fidelity, A/V offset, start/stop latency, concurrency.
+"""Recorder benchmark: CPU, frame fidelity, A/V offset, start/stop latency, concurrency, admission.
 
-    python3 bench/recorder/run.py [--quick] [--only cpu,fidelity,av,latency,concurrency]
+    python3 bench/recorder/run.py [--quick] [--only cpu,fidelity,av,latency,concurrency,admission]
                                   [--out DIR] [--keep]
 
 Every ratio is against a baseline measured in the same run: a bare capture of the same page
