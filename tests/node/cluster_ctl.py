@@ -69,9 +69,15 @@ class NodeCluster:
         cluster = start(bin_dirs)
         try:
             yield cluster
-        finally:
-            if cluster.own_cluster:
-                stop()
+        except BaseException:
+            if cluster.own_cluster:  # the body's error is the one to see, not a failing `down`
+                try:
+                    stop()
+                except NodeClusterError as exc:
+                    sys.stderr.write(f"(and stopping the cluster failed too: {exc})\n")
+            raise
+        if cluster.own_cluster:
+            stop()
 
     @property
     def env(self) -> dict[str, str]:
