@@ -133,11 +133,13 @@ def callback_outcome(result: Result, note: str | None = None) -> str:
 class SessionGauges(Collector):
     """A recorder's own state at scrape time: its status, recorded seconds, segments."""
 
-    def __init__(self, live_status: Callable[[], RecorderStatus]) -> None:
+    def __init__(self, live_status: Callable[[], RecorderStatus | None]) -> None:
         self.live_status = live_status
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         status = self.live_status()
+        if status is None:  # a standby recorder without a task yet
+            return
         phase = GaugeMetricFamily("webrecord_recorder_status",
                                   "1 for this recorder's current status", labels=["status"])
         for value in Phase:

@@ -95,6 +95,12 @@ class Browser:
 
     async def launch(self, url: str) -> None:
         """Start Chromium and load url; RecorderError(PageLoadFailed) when the page fails."""
+        await self.open()
+        await self.goto(url)
+
+    async def open(self) -> None:
+        """Start Chromium on a blank page with a fresh profile (what a standby slot keeps
+        ready: nothing in it depends on the task)."""
         if self._pw is None:
             self._pw = await async_playwright().start()
         self._closing = False
@@ -127,7 +133,6 @@ class Browser:
         self.page = context.pages[0] if context.pages else await context.new_page()
         self.page.on("crash", lambda _page: self._closed("renderer"))
         event(log, "chromium started", launches=self.launches)
-        await self.goto(url)
 
     def _binding(self, name: str) -> Callable[..., Any]:
         def call(_source: Any, *_args: Any) -> bool:

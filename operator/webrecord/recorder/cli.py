@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from webrecord.api.models import DEFAULT_MAX_DURATION_S, RecordingSpec, RecordingTask
+from webrecord.api.models import (DEFAULT_HEIGHT, DEFAULT_MAX_DURATION_S, DEFAULT_WIDTH,
+                                  MAX_DIMENSION, RecordingSpec, RecordingTask)
 from webrecord.recorder.supervise import run_supervised
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,26 @@ def register(subparsers: Any) -> None:
 
     task = subparsers.add_parser(
         "recorder", help="run one recording task with a control endpoint (used by the operator)",
-        description="Run the RecordingTask in --task, serve the control endpoint, write status.json.")
-    task.add_argument("--task", required=True, help="RecordingTask JSON file")
-    task.add_argument("--work-dir", required=True, help="segments, outputs and status go here")
+        description="Run the RecordingTask in --task, serve the control endpoint, write status.json; "
+                    "or (--standby) start everything but the task and wait for POST /claim.")
+    which = task.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="RecordingTask JSON file")
+    which.add_argument("--standby", action="store_true",
+                       help="warm slot: start display, sound, Chromium on a blank page, then wait "
+                            "for one task through POST /claim (docs/contracts.md section 1)")
+    task.add_argument("--work-dir", required=True,
+                      help="segments, outputs and status go here (standby: its own files, and "
+                           "the claimed task's unless the claim names a workDir)")
     _control_args(task, default_port=0)
     task.add_argument("--status-file", help="default: WORK_DIR/status.json")
+    task.add_argument("--width", type=int, default=DEFAULT_WIDTH,
+                      help=f"standby: page width to prepare (default {DEFAULT_WIDTH}; a claim "
+                           "of another size restarts display and Chromium)")
+    task.add_argument("--height", type=int, default=DEFAULT_HEIGHT,
+                      help=f"standby: page height to prepare (default {DEFAULT_HEIGHT})")
+    task.add_argument("--lifeline-stdin", action="store_true",
+                      help="standby: exit while idle once stdin reaches end of file (the spawner "
+                           "is gone)")
     task.set_defaults(func=recorder_command)
 
 
@@ -160,6 +176,8 @@ def _record_command(args: argparse.Namespace) -> int:
 # ---- webrecord recorder -------------------------------------------------------------------
 
 def _recorder_command(args: argparse.Namespace) -> int:
+    if args.standby:
+        return _standby_command(args)
     try:
         task = RecordingTask.model_validate_json(Path(args.task).read_text())
     except OSError as exc:
@@ -174,6 +192,19 @@ def _recorder_command(args: argparse.Namespace) -> int:
     return run_supervised(lambda: asyncio.run(run_task(
         task, Path(args.work_dir), status_file, token, args.control_host, args.control_port,
         port_file)))
+
+
+def _standby_command(args: argparse.Namespace) -> int:
+    for flag, value in (("--width", args.width), ("--height", args.height)):
+        if not 1 <= value <= MAX_DIMENSION:
+            raise _Usage(f"{flag}: must be between 1 and {MAX_DIMENSION}")
+    token = _read_token(args.token_file)
+    from webrecord.recorder.standby import Standby  # the recorder's parts: on use
+
+    standby = Standby(Path(args.work_dir), args.width, args.height, token, args.control_host,
+                      args.control_port, Path(args.port_file) if args.port_file else None,
+                      args.lifeline_stdin, Path(args.status_file) if args.status_file else None)
+    return run_supervised(lambda: asyncio.run(standby.run()))
 
 
 record_command = _usage_errors("record", _record_command)

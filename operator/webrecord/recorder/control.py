@@ -1,13 +1,15 @@
 """The control endpoint of a running recorder (docs/contracts.md section 1).
 
 GET /healthz and GET /metrics (Prometheus; no auth: numbers only, no task data), GET /status,
-POST /control {"action", "seq"}; Bearer token auth.
+POST /control {"action", "seq"}; Bearer token auth. A standby slot (recorder/standby.py) serves
+it before it has a task (`session` None: /status and /control answer 409) plus its own routes.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -26,14 +28,18 @@ _ACTIONS = ", ".join(a.value for a in Action)
 _OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def error_reply(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"errorCode": code, "errorMessage": message}, status=status)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class ControlServer:
-    def __init__(self, session: Session, token: str | None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(self, session: Session | None, token: str | None, host: str = "127.0.0.1",
+                 port: int = 0, routes: dict[str, Handler] | None = None) -> None:
         self.session = session
+        self.routes = routes or {}  # extra POST routes (behind the token)
         self.token = token or None
         self.host = host
         self.port = port
@@ -47,6 +53,8 @@ class ControlServer:
         app.router.add_get("/metrics", metrics.handler(self._registry()))
         app.router.add_get("/status", self._status)
         app.router.add_post("/control", self._control)
+        for path, handler in self.routes.items():
+            app.router.add_post(path, handler)
         return app
 
     @web.middleware
@@ -55,39 +63,47 @@ class ControlServer:
             header = request.headers.get("Authorization", "")
             given = header[7:].strip() if header.startswith("Bearer ") else ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return _error(401, "Unauthorized", "Authorization: Bearer <token> missing or wrong")
+                return error_reply(401, "Unauthorized", "Authorization: Bearer <token> missing or wrong")
         return await handler(request)
 
     def _registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(metrics.Chain(metrics.RECORDER))
-        registry.register(metrics.SessionGauges(self.session.live_status))
+        registry.register(metrics.SessionGauges(
+            lambda: self.session.live_status() if self.session is not None else None))
         return registry
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
+    def _no_task(self) -> web.Response:
+        return error_reply(409, "NotClaimed", "this standby recorder has no task yet (POST /claim)")
+
     async def _status(self, _request: web.Request) -> web.Response:
+        if self.session is None:
+            return self._no_task()
         return web.json_response(self.session.live_status().wire())
 
     async def _control(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
-            return _error(400, "InvalidParam", "body: must be a JSON object")
+            return error_reply(400, "InvalidParam", "body: must be a JSON object")
         if not isinstance(body, dict):
-            return _error(400, "InvalidParam", "body: must be a JSON object")
+            return error_reply(400, "InvalidParam", "body: must be a JSON object")
         try:
             action = Action(body.get("action"))
         except ValueError:
-            return _error(400, "InvalidParam", f"action: must be one of {_ACTIONS}")
+            return error_reply(400, "InvalidParam", f"action: must be one of {_ACTIONS}")
+        if self.session is None:
+            return self._no_task()
         seq = body.get("seq")
         if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
-            return _error(400, "InvalidParam", "seq: must be a non-negative integer")
+            return error_reply(400, "InvalidParam", "seq: must be a non-negative integer")
         try:
             status = await self.session.control(action, seq)
         except InvalidAction as exc:
-            return _error(409, "InvalidAction", str(exc))
+            return error_reply(409, "InvalidAction", str(exc))
         event(log, "control applied", action=action.value, seq=seq, status=status.status.value)
         return web.json_response(status.wire())
 

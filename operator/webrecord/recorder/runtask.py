@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webrecord.api.models import Action, RecorderStatus, RecordingTask
 from webrecord.files import try_write_atomic
@@ -23,6 +24,10 @@ from webrecord.recorder.resume import (
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.supervise import install_stop_signals
 
+if TYPE_CHECKING:
+    from webrecord.recorder.control import ControlServer
+    from webrecord.recorder.stage import Stage
+
 log = logging.getLogger(__name__)
 
 # The task was handed over (SIGTERM, segments stored): not finished, not a crash.
@@ -31,9 +36,10 @@ EXIT_SUSPENDED = 75
 
 async def run_task(task: RecordingTask, work_dir: Path, status_file: Path | None,
                    token: str | None, control_host: str, control_port: int,
-                   port_file: Path | None) -> int:
+                   port_file: Path | None, stage: Stage | None = None,
+                   server: ControlServer | None = None) -> int:
     """Run `task` to its end; the process's exit code (0 finished, EXIT_SUSPENDED handed
-    over)."""
+    over). A claimed standby slot passes its started `stage` and its listening `server`."""
     from webrecord.recorder.control import ControlServer
     from webrecord.recorder.session import Session
 
@@ -48,15 +54,18 @@ async def run_task(task: RecordingTask, work_dir: Path, status_file: Path | None
     store = open_segment_store(task, work_dir)
     settings = RecorderSettings()
     session = Session(task, work_dir, settings, on_status=save,
-                      on_segment=store.put if store is not None else None)
+                      on_segment=store.put if store is not None else None, stage=stage)
     if store is not None and not await resume_from_store(session, store, settings,
                                                          previous_start):
         await asyncio.to_thread(store.close)
         store = None
         session.on_segment = None
     save(session.status)
-    server = ControlServer(session, token, control_host, control_port)
-    port = await server.start()
+    if server is None:
+        server = ControlServer(session, token, control_host, control_port)
+        port = await server.start()
+    else:
+        server.session, port = session, server.port
     if port_file:
         try_write_atomic(port_file, str(port))
     suspends = sigterm_suspends(settings, store, work_dir)

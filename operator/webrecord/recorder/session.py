@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus, RecordingTask, Result
-from webrecord.egress.childenv import minimal_env
 from webrecord.egress.policy import EgressPolicy, EgressSettings
 from webrecord.egress.proxy import EgressProxy
 from webrecord.logs import event, now
@@ -32,6 +31,7 @@ from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, p
 from webrecord.recorder.reserve import DiskReserve
 from webrecord.recorder.resume import StoredParts
 from webrecord.recorder.settings import RecorderSettings
+from webrecord.recorder.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Session:
                  output: Path | None = None,
                  manual_start_timeout: float | None = None,
                  on_segment: Callable[[Path], Any] | None = None,
-                 egress: EgressSettings | None = None) -> None:
+                 egress: EgressSettings | None = None, stage: Stage | None = None) -> None:
         self.task = task
         self.spec = task.spec
         self.settings = settings or RecorderSettings()
@@ -80,11 +80,10 @@ class Session:
         self.packaged: Packaged | None = None
         self.captures: list[Capture] = []
         self.current: Capture | None = None
-        self.display: Display | None = None
-        self.audio: PulseAudio | None = None
-        self.browser: Browser | None = None
         self.egress_settings = egress or EgressSettings()
-        self.egress: EgressProxy | None = None  # every Chromium connection goes through it
+        # Display, sound, egress proxy, Chromium: a standby slot's, started before the task
+        # (recorder/standby.py), or started by _setup.
+        self.stage = stage
         self._queue: asyncio.Queue[tuple[str, Any, asyncio.Future | None, int | None]] = asyncio.Queue()
         self._canceled = False
         self.suspended = False  # ended by suspend(): the segments are stored, nothing packaged
@@ -97,6 +96,22 @@ class Session:
         self._encoder_restarts = 0
         self.started_event = asyncio.Event()  # set once the first segment runs
         self.stored = StoredParts()  # segments an earlier recorder of this task left (resume)
+
+    @property
+    def display(self) -> Display | None:
+        return self.stage.display if self.stage is not None else None
+
+    @property
+    def audio(self) -> PulseAudio | None:
+        return self.stage.audio if self.stage is not None else None
+
+    @property
+    def browser(self) -> Browser | None:
+        return self.stage.browser if self.stage is not None else None
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        return self.stage.egress if self.stage is not None else None
 
     def continue_from(self, stored: StoredParts, start_time: int | None = None) -> None:
         """Resume the task: `stored` (already in seg_dir) is the start of the recording; its
@@ -272,20 +287,17 @@ class Session:
 
     async def _setup(self) -> None:
         await self._check_url()
-        self.display = Display(self.spec.width, self.spec.height, self.settings, self.log_dir)
-        self.audio = PulseAudio(self.settings, self.log_dir)
-        await asyncio.gather(self.display.start(), self.audio.start())
-        if self.egress_settings.enabled:
-            self.egress = EgressProxy(EgressPolicy(self.egress_settings))
-            await self.egress.start()
-        self.browser = Browser(
-            self.settings, self.spec.width, self.spec.height, self._browser_env(),
-            self.work_dir / "profile", on_hook=self._hook,
-            on_crash=lambda what: self._crash(what, self.browser.launches if self.browser else 0),
-            proxy=self.egress.url if self.egress is not None else None,
-        )
+        if self.stage is None:
+            self.stage = Stage(self.settings, self.egress_settings, self.spec.width,
+                               self.spec.height, self.log_dir, self.work_dir / "profile")
+            await self.stage.start(self._hook, self._browser_gone)
+        else:  # a standby slot's stage: its events are this task's from now on
+            assert self.stage.browser is not None
+            self.stage.browser.on_hook, self.stage.browser.on_crash = self._hook, self._browser_gone
+            await self.stage.resize(self.spec.width, self.spec.height)
+        assert self.browser is not None
         try:
-            await asyncio.gather(self.browser.launch(self.spec.record_url), self.audio.warm_up())
+            await self.browser.goto(self.spec.record_url)
         except RecorderError as exc:
             raise self._explained(exc) from exc
         if self.spec.manual_start:
@@ -294,10 +306,11 @@ class Session:
             await self._start_recording()
 
     def _browser_env(self) -> dict[str, str]:
-        """Chromium's and ffmpeg's environment: the display and the sound server, nothing of
-        the recorder's own (no storage keys, no callback secret)."""
-        assert self.display is not None and self.audio is not None
-        return minimal_env({"DISPLAY": self.display.name, **self.audio.client_env()})
+        assert self.stage is not None
+        return self.stage.env()
+
+    def _browser_gone(self, what: str) -> None:
+        self._crash(what, self.browser.launches if self.browser else 0)
 
     async def _start_recording(self) -> None:
         if self._start_paused:
@@ -539,16 +552,9 @@ class Session:
         for capture in self.captures:
             if capture.running:
                 await capture.stop()
-        browser, self.browser = self.browser, None
-        if browser is not None:
-            await browser.close()
-        egress, self.egress = self.egress, None
-        if egress is not None:
-            await egress.close()
-        audio, self.audio = self.audio, None
-        display, self.display = self.display, None
-        await asyncio.gather(*(p.stop() for p in (audio, display) if p is not None),
-                             return_exceptions=True)
+        stage, self.stage = self.stage, None
+        if stage is not None:
+            await stage.close()
 
     def _discard_segments(self) -> None:
         shutil.rmtree(self.seg_dir, ignore_errors=True)

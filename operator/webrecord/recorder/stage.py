@@ -1,0 +1,95 @@
+"""The stage a recording plays on: the virtual display, the sound server, the egress proxy and
+Chromium on a blank page. Nothing in it depends on the task but the page size, so a standby
+slot (recorder/standby.py) starts it before any task exists and a Session adopts it; a cold
+recorder starts it the same way inside its Session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from webrecord.egress.childenv import minimal_env
+from webrecord.egress.policy import EgressPolicy, EgressSettings
+from webrecord.egress.proxy import EgressProxy
+from webrecord.logs import event
+from webrecord.recorder.audio import PulseAudio
+from webrecord.recorder.browser import Browser
+from webrecord.recorder.display import Display
+from webrecord.recorder.settings import RecorderSettings
+
+log = logging.getLogger(__name__)
+
+
+def _ignore(*_args: Any) -> None:
+    return None
+
+
+class Stage:
+    def __init__(self, settings: RecorderSettings, egress_settings: EgressSettings,
+                 width: int, height: int, log_dir: Path, profile_dir: Path) -> None:
+        self.settings = settings
+        self.egress_settings = egress_settings
+        self.width, self.height = width, height
+        self.log_dir = log_dir
+        self.profile_dir = profile_dir
+        self.display: Display | None = None
+        self.audio: PulseAudio | None = None
+        self.egress: EgressProxy | None = None  # every Chromium connection goes through it
+        self.browser: Browser | None = None
+
+    def env(self) -> dict[str, str]:
+        """Chromium's and ffmpeg's environment: the display and the sound server, nothing of
+        the recorder's own (no storage keys, no callback secret)."""
+        assert self.display is not None and self.audio is not None
+        return minimal_env({"DISPLAY": self.display.name, **self.audio.client_env()})
+
+    async def start(self, on_hook: Callable[[str], Any] = _ignore,
+                    on_crash: Callable[[str], None] = _ignore) -> None:
+        """Start every part; on failure what was started is stopped again (RecorderError)."""
+        try:
+            self.display = Display(self.width, self.height, self.settings, self.log_dir)
+            self.audio = PulseAudio(self.settings, self.log_dir)
+            await asyncio.gather(self.display.start(), self.audio.start())
+            if self.egress_settings.enabled:
+                self.egress = EgressProxy(EgressPolicy(self.egress_settings))
+                await self.egress.start()
+            self.browser = Browser(
+                self.settings, self.width, self.height, self.env(), self.profile_dir,
+                on_hook=on_hook, on_crash=on_crash,
+                proxy=self.egress.url if self.egress is not None else None)
+            # The sound server's first record stream is slow to open: paid while Chromium starts.
+            await asyncio.gather(self.browser.open(), self.audio.warm_up())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def resize(self, width: int, height: int) -> None:
+        """Another page size: a new display of exactly that size and Chromium relaunched on it
+        (the sound server, the proxy and Playwright's driver stay)."""
+        if (width, height) == (self.width, self.height):
+            return
+        assert self.browser is not None and self.display is not None
+        event(log, "stage resized", width=width, height=height, was=f"{self.width}x{self.height}")
+        await self.browser.close_browser()
+        await self.display.stop()
+        self.width, self.height = width, height
+        self.display = Display(width, height, self.settings, self.log_dir)
+        await self.display.start()
+        self.browser.width, self.browser.height, self.browser.env = width, height, self.env()
+        await self.browser.open()
+
+    async def close(self) -> None:
+        """Stop every part; safe to call twice and on a half-started stage."""
+        browser, self.browser = self.browser, None
+        if browser is not None:
+            await browser.close()
+        egress, self.egress = self.egress, None
+        if egress is not None:
+            await egress.close()
+        audio, self.audio = self.audio, None
+        display, self.display = self.display, None
+        await asyncio.gather(*(p.stop() for p in (audio, display) if p is not None),
+                             return_exceptions=True)
