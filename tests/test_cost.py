@@ -40,3 +40,20 @@ def test_memory_limits_admission_too_and_one_always_runs() -> None:
 def test_machine_limits_are_read() -> None:
     assert 0 < machine_cpu_cores() <= 4096
     assert machine_memory_mib() > 64
+
+
+def test_a_tasks_frame_rate_and_audio_only_set_its_cost() -> None:
+    """The pod's CPU request (and the local admission) follows the task's encoding."""
+    from webrecord.api.models import RecordingSpec
+    from webrecord.controller.pod import resources
+    from webrecord.controller.settings import OperatorSettings
+
+    def cpu_m(**video) -> int:
+        spec = RecordingSpec(record_url="http://a.test/", output={"video": video})
+        return int(resources(spec, OperatorSettings())["requests"]["cpu"].rstrip("m"))
+
+    default, at15, at60, audio = cpu_m(), cpu_m(frame_rate=15), cpu_m(frame_rate=60), \
+        cpu_m(audio_only=True)
+    assert at15 < default < at60, (at15, default, at60)
+    assert at60 - default == pytest.approx(2 * (default - at15), abs=2)  # linear in fps
+    assert audio == round(CostModel().cpu_base_cores * 1000) < at15, audio

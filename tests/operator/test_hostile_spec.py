@@ -55,6 +55,32 @@ def test_api_server_refuses_url_characters(kube: Kube, spec: dict[str, Any], mes
     assert code != 0 and message in err, err
 
 
+@pytest.mark.parametrize(("video", "message"), [
+    ({"frameRate": 4}, "should be greater than or equal to 5"),
+    ({"frameRate": 61}, "should be less than or equal to 60"),
+    ({"videoBitrate": 50}, "should be greater than or equal to 100"),
+    ({"quality": 52}, "should be less than or equal to 51"),
+    ({"keyframeInterval": 0.1}, "should be greater than or equal to 0.5"),
+    ({"audioBitrate": 400}, "should be less than or equal to 320"),
+    ({"videoBitrate": 800, "quality": 20}, "give videoBitrate or quality, not both"),
+    ({"audioOnly": True, "muxer": "hls"}, "audioOnly requires muxer 'mp4'"),
+    ({"audioOnly": True, "frameRate": 30}, "audioOnly records no video"),
+])
+def test_api_server_refuses_bad_encoding(kube: Kube, video: dict[str, Any], message: str) -> None:
+    code, err = _create(kube, recording("bad-enc", output={"video": video}))
+    assert code != 0 and message in err, err
+    assert kube.get("webrecording", "bad-enc") is None
+
+
+def test_api_server_accepts_encoding_settings(kube: Kube) -> None:
+    video = {"frameRate": 15, "videoBitrate": 800, "keyframeInterval": 1, "audioBitrate": 96}
+    code, err = _create(kube, recording("good-enc", output={"video": video}))
+    assert code == 0, err
+    stored = kube.get("webrecording", "good-enc")
+    assert stored["spec"]["output"]["video"] == {"muxer": "mp4", **video}, stored["spec"]
+    kube.kubectl("delete", "webrecording", "good-enc", "--wait=false")
+
+
 def test_api_server_refuses_an_inline_encrypt_key(kube: Kube) -> None:
     code, err = _create(kube, recording("inline-key", output={
         "video": {"muxer": "hls", "encryptKey": KEY}}))

@@ -49,9 +49,13 @@ class CostModel(BaseSettings):
     memory_base_mib: float = Field(MEMORY_BASE_MIB, ge=0)
     memory_mib_per_mpix: float = Field(MEMORY_MIB_PER_MPIX, ge=0)
 
-    def of(self, width: int, height: int, fps: int) -> Cost:
+    def of(self, width: int, height: int, fps: int, audio_only: bool = False) -> Cost:
+        """A recording at `fps` (a task's frame rate scales the capture + encode term). Audio
+        only grabs and encodes no frames: the page still renders (its memory stays), the
+        capture + x264 term is gone."""
         mpix = width * height / 1e6
-        return Cost(self.cpu_base_cores + self.cpu_cores_per_mpx_per_s * mpix * fps,
+        encode = 0.0 if audio_only else self.cpu_cores_per_mpx_per_s * mpix * fps
+        return Cost(self.cpu_base_cores + encode,
                     self.memory_base_mib + self.memory_mib_per_mpix * mpix)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from webrecord.api import media
 from webrecord.api.models import RecordingSpec
 from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
 from webrecord.api.urls import CEL_URL_CHARS, URL_CHARS_RULE
@@ -130,6 +131,7 @@ def spec_schema() -> dict[str, Any]:
             "rule": "!has(self.encryptKeySecretRef) || self.muxer == 'hls'",
             "message": "encryptKeySecretRef requires muxer 'hls'",
         },
+        *({"rule": rule, "message": message} for rule, message in media.CEL_RULES),
     ]
     return schema
 

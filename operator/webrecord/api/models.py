@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from webrecord.api import media
 from webrecord.api.names import ContainedDir, ContainedName
 from webrecord.api.urls import parse_http_url
 
@@ -146,6 +147,13 @@ class VideoOutput(WireModel):
     )
     auth_url: str | None = Field(
         None, max_length=8192, description="Key URI written into the HLS playlist (http/https)")
+    # Encoding (extension, webrecord.api.media): unset = the recorder's defaults.
+    frame_rate: int | None = media.frame_rate_field()
+    video_bitrate: int | None = media.video_bitrate_field()
+    quality: int | None = media.quality_field()
+    keyframe_interval: float | None = media.keyframe_interval_field()
+    audio_bitrate: int | None = media.audio_bitrate_field()
+    audio_only: bool | None = media.audio_only_field()
 
     @field_validator("encrypt_key")
     @classmethod
@@ -169,6 +177,10 @@ class VideoOutput(WireModel):
             raise ValueError("encryptKey requires muxer 'hls'")
         if self.encrypt_key and self.encrypt_key_secret_ref:
             raise ValueError("give encryptKey or encryptKeySecretRef, not both")
+        problem = media.encoding_problem(self.muxer, self.video_bitrate, self.quality,
+                                         self.audio_only, self.frame_rate, self.keyframe_interval)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

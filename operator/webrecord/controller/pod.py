@@ -22,6 +22,7 @@ from webrecord.api.resource import (
     LABEL_TASK,
 )
 from webrecord.controller.settings import OperatorSettings
+from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.settings import RecorderSettings
 
 RECORDER_UID = 1000
@@ -119,8 +120,8 @@ def resources(spec: RecordingSpec, settings: OperatorSettings) -> dict[str, Any]
     on a node only the recordings it can carry; a page that does not fit waits Pending (the
     task's Scheduled condition says why). Limits leave headroom; /dev/shm is memory-backed
     and counts against the limit when filled, so its size is added there."""
-    fps = RecorderSettings().fps_for(spec.width, spec.height)
-    need = CostModel().of(spec.width, spec.height, fps)
+    enc = encoding_for(RecorderSettings(), spec)  # the task's frame rate, or the default
+    need = CostModel().of(spec.width, spec.height, enc.fps, enc.audio_only)
     cpu_m = max(10, round(need.cpu_cores * 1000))
     mem_mi = round(need.memory_mib)
     shm_mi = int(settings.shm_base_mi + settings.shm_per_mpixel_mi * spec.width * spec.height / 1e6)

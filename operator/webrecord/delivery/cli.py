@@ -77,7 +77,8 @@ async def _package_stored(task: RecordingTask, work_dir: Path) -> list[LocalVide
     settings = RecorderSettings()
     store = SegmentStore.for_task(task, work_dir)
     try:
-        stored = await fetch_stored_segments(store, work_dir / "segments", settings)
+        stored = await fetch_stored_segments(store, work_dir / "segments", settings,
+                                             audio_only=bool(task.spec.output.video.audio_only))
     finally:
         await asyncio.to_thread(store.close)
     if not stored.segments:
@@ -88,7 +89,8 @@ async def _package_stored(task: RecordingTask, work_dir: Path) -> list[LocalVide
                                 f"{task.task_id}.m3u8", work_dir, settings,
                                 video.encrypt_key, video.auth_url)
     else:
-        out = await package_mp4(stored.segments, work_dir / "output" / f"{task.task_id}.mp4",
+        suffix = ".m4a" if video.audio_only else ".mp4"
+        out = await package_mp4(stored.segments, work_dir / "output" / f"{task.task_id}{suffix}",
                                 work_dir, settings)
     return [LocalVideo(out.path, out.duration, out.muxer)]
 

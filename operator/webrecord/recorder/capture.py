@@ -20,6 +20,7 @@ from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
 from webrecord.recorder import procs
 from webrecord.recorder.audio import MONITOR
+from webrecord.recorder.encoding import Encoding, encoding_for
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def segment_name(index: int) -> str:
 
 
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
-                seg_dir: Path, first_index: int, epoch: float) -> list[str]:
+                seg_dir: Path, first_index: int, epoch: float,
+                enc: Encoding | None = None) -> list[str]:
     """Both grabbers stamp packets with the wall clock. ffmpeg would shift each input to start
     at zero on its own, which puts the audio early by however long the pulse input took to
     deliver its first packet; -copyts keeps the common clock and -itsoffset -epoch makes the
@@ -50,10 +52,11 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
 
     Segments are cut when the wall clock passes a multiple of `segment_seconds` (at the next
     keyframe): the muxer's own timer counts from timestamp 0, which -copyts moved away."""
-    fps = settings.fps_for(width, height)
+    enc = enc or encoding_for(settings, width=width, height=height)  # the task's, else defaults
+    fps = enc.fps
     large = width * height > settings.large_frame_pixels
     preset = settings.x264_preset_large if large else settings.x264_preset
-    gop = max(1, round(fps * settings.keyint_seconds))
+    gop = enc.gop
     # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
     # overloaded machine drops frames instead of memory.
     video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
@@ -64,29 +67,37 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         # key=value progress every second on stdout: frames, repeated/dropped ones, speed
         # (the recorder's metrics; see Capture._progress).
         "-progress", "pipe:1", "-stats_period", "1",
-        # No probing: x11grab states its format; probing would hold up the start by ~20
-        # frames, which then land in the file before we count the segment as started.
-        "-itsoffset", offset, "-thread_queue_size", str(video_queue),
-        "-probesize", "32", "-analyzeduration", "0",
-        "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(fps),
-        "-video_size", f"{width}x{height}", "-i", f"{display}.0+0,0",
+    ]
+    if not enc.audio_only:  # audio only: no display capture at all
+        argv += [
+            # No probing: x11grab states its format; probing would hold up the start by ~20
+            # frames, which then land in the file before we count the segment as started.
+            "-itsoffset", offset, "-thread_queue_size", str(video_queue),
+            "-probesize", "32", "-analyzeduration", "0",
+            "-f", "x11grab", "-draw_mouse", "0", "-framerate", str(fps),
+            "-video_size", f"{width}x{height}", "-i", f"{display}.0+0,0",
+        ]
+    argv += [
         # Opened after the display: whichever input opens first starts first, and a little
         # silence before the sound is better than sound before the first picture.
         "-itsoffset", offset, "-thread_queue_size", "512",
         *(["-use_wallclock_as_timestamps", "1"] if settings.pulse_read_timestamps else []),
         "-f", "pulse", "-fragment_size", str(settings.pulse_fragment_bytes),
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
-        "-map", "0:v", "-map", "1:a", "-copyts",
+        *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
-    if width % 2 or height % 2:
+    if not enc.audio_only and (width % 2 or height % 2):
         # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
         argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+    if not enc.audio_only:
+        argv += [
+            "-c:v", "libx264", "-preset", preset,
+            *(["-tune", settings.x264_tune] if settings.x264_tune else []),
+            *enc.rate_args(),
+            "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+        ]
     argv += [
-        "-c:v", "libx264", "-preset", preset,
-        *(["-tune", settings.x264_tune] if settings.x264_tune else []),
-        "-crf", str(settings.x264_crf),
-        "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
-        "-c:a", "aac", "-b:a", settings.audio_bitrate, "-ar", str(settings.audio_rate),
+        "-c:a", "aac", "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),
         # Write every packet at once: a killed process then leaves everything it encoded
         # (+flush_packets reaches the segment muxer's inner mpegts muxer too).
         "-flush_packets", "1", "-fflags", "+flush_packets", "-muxdelay", "0", "-muxpreload", "0",
@@ -105,8 +116,10 @@ class Capture:
 
     def __init__(self, settings: RecorderSettings, display: str, width: int, height: int,
                  env: dict[str, str], seg_dir: Path, index: int, epoch: float,
-                 on_closed: Callable[[Path], None] | None = None) -> None:
+                 on_closed: Callable[[Path], None] | None = None,
+                 encoding: Encoding | None = None) -> None:
         self.settings = settings
+        self.encoding = encoding or encoding_for(settings, width=width, height=height)
         self.display = display
         self.width = width
         self.height = height
@@ -134,7 +147,7 @@ class Capture:
 
     async def start(self) -> None:
         argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.seg_dir,
-                           self.index, epoch=self.epoch)
+                           self.index, epoch=self.epoch, enc=self.encoding)
         self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
                                       stdout=asyncio.subprocess.PIPE,
                                       stderr=asyncio.subprocess.PIPE)
@@ -241,7 +254,8 @@ class Capture:
         if self.size() == 0:
             return False
         proc = await asyncio.create_subprocess_exec(
-            self.settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
+            self.settings.ffprobe_path, "-v", "error",
+            "-select_streams", "a:0" if self.encoding.audio_only else "v:0",
             "-read_intervals", "%+#1", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
             str(self.path), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, env=minimal_env())

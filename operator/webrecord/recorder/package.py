@@ -75,15 +75,18 @@ async def duration(path: Path, settings: RecorderSettings) -> float:
         return 0.0
 
 
-async def usable_segments(paths: list[Path], settings: RecorderSettings) -> list[Path]:
-    """Segments with a video stream and some duration (a process killed at birth leaves none)."""
+async def usable_segments(paths: list[Path], settings: RecorderSettings,
+                          audio_only: bool = False) -> list[Path]:
+    """Segments with a video stream (audio only: an audio stream) and some duration (a
+    process killed at birth leaves none)."""
+    wanted = "audio" if audio_only else "video"
     good = []
     for path in paths:
         if not path.exists() or path.stat().st_size == 0:
             continue
         info = await probe(path, settings)
         kinds = {s.get("codec_type") for s in info.get("streams", [])}
-        if "video" in kinds and await duration(path, settings) > 0.05:
+        if wanted in kinds and await duration(path, settings) > 0.05:
             good.append(path)
         else:
             event(log, "dropping empty segment", logging.WARNING, path=str(path))
@@ -196,7 +199,8 @@ async def package_mp4(segments: list[Path], out: Path, work_dir: Path,
     code, err = await _run([
         settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
         "-f", "concat", "-safe", "0", "-i", str(list_path),
-        "-map", "0:v", "-map", "0:a?", "-c", "copy", "-bsf:a", "aac_adtstoasc",
+        # "0:v?": an audio-only task's segments have no video (the file is an .m4a).
+        "-map", "0:v?", "-map", "0:a?", "-c", "copy", "-bsf:a", "aac_adtstoasc",
         "-movflags", "+faststart", "-f", "mp4", str(tmp),
     ])
     if code != 0:

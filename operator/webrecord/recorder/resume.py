@@ -40,11 +40,12 @@ class StoredParts:
         return sum(self.durations)
 
 
-async def fetch_stored_segments(store: Any, dest: Path, settings: RecorderSettings) -> StoredParts:
+async def fetch_stored_segments(store: Any, dest: Path, settings: RecorderSettings,
+                                audio_only: bool = False) -> StoredParts:
     """Bring the task's stored segments into `dest` and measure them. Raises what the store
     raises (StorageError, OSError) when it cannot be read."""
     paths = await asyncio.to_thread(store.fetch, dest)
-    usable = await usable_segments(paths, settings)
+    usable = await usable_segments(paths, settings, audio_only=audio_only)
     durations = [await duration(p, settings) for p in usable]
     # Number new segments after every stored name, so none overwrites a stored one (even a
     # dropped partial one) and names still sort in recording order.
@@ -80,7 +81,8 @@ async def resume_from_store(session: Any, store: Any, settings: RecorderSettings
     from webrecord.storage.s3 import StorageError
 
     try:
-        stored = await fetch_stored_segments(store, session.seg_dir, settings)
+        stored = await fetch_stored_segments(store, session.seg_dir, settings,
+                                             audio_only=session.encoding.audio_only)
     except (StorageError, OSError) as exc:
         event(log, "stored segments unreadable: recording without the segment store",
               logging.ERROR, task=session.task.task_id, error=str(exc))

@@ -25,6 +25,7 @@ from webrecord.recorder.audio import PulseAudio
 from webrecord.recorder.browser import Browser
 from webrecord.recorder.capture import Capture
 from webrecord.recorder.display import Display
+from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
                                         usable_segments)
@@ -70,7 +71,8 @@ class Session:
         self.on_status = on_status
         self.on_segment = on_segment  # called with each closed segment (the segment store)
         video = self.spec.output.video
-        suffix = ".m3u8" if video.muxer == "hls" else ".mp4"
+        self.encoding = encoding_for(self.settings, self.spec)
+        suffix = ".m3u8" if video.muxer == "hls" else ".m4a" if video.audio_only else ".mp4"
         default = work_dir / "output" / (task.task_id + suffix)
         if video.muxer == "hls" and output is None:
             default = work_dir / "output" / "hls" / (task.task_id + suffix)
@@ -328,7 +330,7 @@ class Session:
         index = self.captures[-1].next_index if self.captures else self.stored.next_index
         capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
                           self._browser_env(), self.seg_dir, index, self._epoch(),
-                          on_closed=self._segment_closed)
+                          on_closed=self._segment_closed, encoding=self.encoding)
         await capture.start()
         self.captures.append(capture)
         self.current = capture
@@ -560,7 +562,8 @@ class Session:
         shutil.rmtree(self.seg_dir, ignore_errors=True)
 
     async def _package(self) -> Packaged | None:
-        segments = await usable_segments(self.segment_paths(), self.settings)
+        segments = await usable_segments(self.segment_paths(), self.settings,
+                                         audio_only=self.encoding.audio_only)
         if not segments:
             return None
         video = self.spec.output.video

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     ".mp4": "video/mp4",
+    ".m4a": "audio/mp4",  # an audio-only recording
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
     ".m4s": "video/iso.segment",

@@ -63,6 +63,7 @@ from webrecord.api.cost import ZERO, Cost, CostModel
 from webrecord.api.resource import status_from_json
 from webrecord.files import contained, write_private
 from webrecord.recorder.handover import resume_env
+from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -365,8 +366,8 @@ class LocalBackend(Backend):
             await asyncio.sleep(0.1)
 
     def _cost(self, row: TaskRow) -> Cost:
-        width, height = row.spec.width, row.spec.height
-        return self.costs.of(width, height, self._recorder.fps_for(width, height))
+        enc = encoding_for(self._recorder, row.spec)  # the task's frame rate, or the default
+        return self.costs.of(row.spec.width, row.spec.height, enc.fps, enc.audio_only)
 
     async def _pump(self) -> None:
         """Start queued tasks (FIFO) while the budget admits the next one; a task that must

@@ -22,6 +22,7 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
+from webrecord.api import media
 from webrecord.api import models as m
 from webrecord.api.names import ContainedDir, ContainedName
 
@@ -77,6 +78,19 @@ class VideoData(ProtocolModel):
         None, pattern=_HEX32, description="AES-128 key, 32 hex digits; HLS only"
     )
     AuthUrl: str | None = Field(None, max_length=8192, description="Key URI in the HLS playlist")
+    # Extensions (webrecord.api.media): unset = the recorder's defaults.
+    FrameRate: int | None = media.frame_rate_field()
+    VideoBitrate: int | None = media.video_bitrate_field()
+    Quality: int | None = media.quality_field()
+    KeyframeInterval: float | None = media.keyframe_interval_field()
+    AudioBitrate: int | None = media.audio_bitrate_field()
+    AudioOnly: bool | None = media.audio_only_field()
+
+    @field_validator("KeyframeInterval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        # Strict mode refuses 2 for a float; whole seconds are the common case.
+        return float(value) if type(value) is int else value
 
     @field_validator("AuthUrl")
     @classmethod
@@ -87,6 +101,10 @@ class VideoData(ProtocolModel):
     def _key_needs_hls(self) -> "VideoData":
         if self.EncryptKey and self.Muxer != "hls":
             raise ValueError("EncryptKey requires Muxer 'hls'")
+        problem = media.encoding_problem(self.Muxer, self.VideoBitrate, self.Quality,
+                                         self.AudioOnly, self.FrameRate, self.KeyframeInterval)
+        if problem:
+            raise ValueError(media.protocol_words(problem))
         return self
 
 
