@@ -278,3 +278,24 @@ def test_baseline_reuses_the_recorder_runs_ffmpeg_command() -> None:
     expected = normalised(captured)
     expected[expected.index(":2.0+0,0")] = ":7.0+0,0"
     assert normalised(argv) == expected  # everything else is the recorder's command as it ran
+
+
+def test_baseline_commands_are_the_recorders_minus_plumbing(tmp_path: Path) -> None:
+    """The bare capture runs the recorder's ffmpeg command as one file (a segment template is
+    not a file name) and its Chromium without the recorder's egress proxy (gone by then): both
+    broke the baseline once and every ratio with it."""
+    from recbench import bare
+    from webrecord.recorder.capture import ffmpeg_argv
+    from webrecord.recorder.settings import RecorderSettings
+
+    out = tmp_path / "base.ts"
+    argv = bare.recorder_ffmpeg_argv(ffmpeg_argv, RecorderSettings(), ":99", 64, 64, out)
+    assert argv[-1] == str(out)
+    assert "segment" not in argv and not any(a.startswith("-segment") for a in argv)
+    assert argv[argv.index(str(out)) - 1] == "mpegts"
+    assert "libx264" in argv and "x11grab" in argv
+    captured = ["/usr/bin/chromium", "--kiosk", "--proxy-server=socks5://127.0.0.1:9",
+                "--proxy-bypass-list=<-loopback>", "--user-data-dir=/x", "--remote-debugging-pipe",
+                "--window-size=10,10"]
+    assert bare.chromium_command(captured, 64, 48) == ["/usr/bin/chromium", "--kiosk",
+                                                       "--window-size=64,48"]

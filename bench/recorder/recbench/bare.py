@@ -20,8 +20,10 @@ from pathlib import Path
 from recbench import proctree
 
 # Arguments Playwright adds for its own plumbing, which a plain launch must not have.
+# The egress proxy belongs to the recorder run and is gone when the baseline starts; the bare
+# capture connects directly (the proxy's cost is the recorder's overhead).
 _PLUMBING_PREFIXES = ("--remote-debugging-pipe", "--remote-debugging-port", "--user-data-dir=",
-                      "--no-startup-window")
+                      "--no-startup-window", "--proxy-server=", "--proxy-bypass-list=")
 
 
 def chromium_command(captured: list[str] | None, width: int, height: int) -> list[str]:
@@ -98,9 +100,13 @@ def strip_audio(argv: list[str]) -> list[str]:
 def recorder_ffmpeg_argv(build, settings, display: str, width: int, height: int, out: Path) -> list[str]:
     """Call the recorder's ffmpeg_argv, whatever optional arguments it grew (e.g. epoch)."""
     params = inspect.signature(build).parameters
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     if "epoch" in params:
         kwargs["epoch"] = time.time() - 1.0  # what Capture.start passes
+    if "first_index" in params:  # the segmenting capture: a directory and a first number
+        argv = build(settings, display, width, height, out.parent, first_index=0, **kwargs)
+        argv[-1] = str(out)
+        return single_file(argv)
     return build(settings, display, width, height, out, **kwargs)
 
 
@@ -122,7 +128,34 @@ def from_captured_ffmpeg(argv: list[str], display: str, out: Path) -> list[str]:
             argv[i + 1] = display + screen
         start = i + 2
     argv[-1] = str(out)
-    return argv
+    return single_file(argv)
+
+
+# The segment muxer's own options: the baseline writes one file with the inner format.
+_SEGMENT_OPTS = {"-segment_time", "-segment_atclocktime", "-segment_start_number",
+                 "-reset_timestamps", "-segment_list", "-segment_list_type"}
+
+
+def single_file(argv: list[str]) -> list[str]:
+    """The recorder's segmenting output turned into one file of its segment format (the cost of
+    cutting files every few seconds is nil; a template name is not a file name)."""
+    if "segment" not in argv:
+        return argv
+    inner = argv[argv.index("-segment_format") + 1] if "-segment_format" in argv else "mpegts"
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _SEGMENT_OPTS or a == "-segment_format":
+            i += 2
+            continue
+        if a == "-f" and i + 1 < len(argv) and argv[i + 1] == "segment":
+            out += ["-f", inner]
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 class BareCapture:

@@ -97,7 +97,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
         ]
     argv += [
-        "-c:a", "aac", "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),
+        "-c:a", "aac", "-aac_coder", settings.aac_coder, "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),
         # Write every packet at once: a killed process then leaves everything it encoded
         # (+flush_packets reaches the segment muxer's inner mpegts muxer too).
         "-flush_packets", "1", "-fflags", "+flush_packets", "-muxdelay", "0", "-muxpreload", "0",
