@@ -228,3 +228,32 @@ def test_openapi_references_resolve(server: LiveServer) -> None:
     assert len(request_schema["oneOf"]) == 8
     error = doc["components"]["schemas"]["Error"]
     assert "UrlNotAllowed" in error["properties"]["ErrorCode"]["enum"]
+
+
+@pytest.mark.parametrize(("page", "message"), [
+    ({"Headers": [{"Name": "Host", "Value": "evil.test"}]}, "Data.Page.Headers.0.Name: 'Host' may not be set"),
+    ({"Headers": [{"Name": "Proxy-Authorization", "Value": "Basic x"}]}, "Data.Page.Headers.0.Name: 'Proxy-Authorization' may not be set"),
+    ({"Headers": [{"Name": "Connection", "Value": "close"}]}, "Data.Page.Headers.0.Name: 'Connection' may not be set"),
+    ({"Headers": [{"Name": "Cookie", "Value": "a=b"}]}, "Data.Page.Headers.0.Name: 'Cookie' may not be set"),
+    ({"Headers": [{"Name": "X-A", "Value": "1\r\nX-B: 2"}]}, "Data.Page.Headers.0.Value: must not contain line breaks or control characters"),
+    ({"Cookies": [{"Name": "sid", "Value": "1", "Domain": "evil.test"}]}, "Page.Cookies[0].Domain: 'evil.test' is not the RecordURL's host (a.example.com) or a parent domain of it"),
+    ({"Cookies": [{"Name": "sid", "Value": "1", "Domain": "com"}]}, "Page.Cookies[0].Domain: 'com' is not the RecordURL's host"),
+    ({"Cookies": [{"Name": "sid", "Value": "a;b"}]}, "Data.Page.Cookies.0.Value: must not contain ';' or control characters"),
+    ({"UserAgent": "x\ny"}, "Data.Page.UserAgent: must not contain line breaks or control characters"),
+    ({"DeviceScaleFactor": 5}, "Data.Page.DeviceScaleFactor: must be between 0.5 and 4.0"),
+    ({"Scripts": ["x"] * 9}, "Data.Page.Scripts: must have at most 8 items"),
+    ({"Headers": [{"Name": "X", "Value": "v"}] * 33}, "Data.Page.Headers: must have at most 32 items"),
+])
+def test_page_control_errors(server: LiveServer, page: dict, message: str) -> None:
+    """Untrusted page control: refused with the field and the rule, nothing started."""
+    reply = server.call("Start", {"RecordURL": "http://a.example.com/", "Page": page})
+    assert reply.body["ErrorCode"] == "InvalidParam", reply.body
+    assert message in reply.body["ErrorMessage"], reply.body
+
+
+def test_extensions_are_in_openapi(server: LiveServer) -> None:
+    schemas = server.request("GET", "/openapi.json").body["components"]["schemas"]
+    assert {"FrameRate", "VideoBitrate", "Quality", "KeyframeInterval", "AudioBitrate",
+            "AudioOnly"} <= set(schemas["VideoData"]["properties"])
+    assert {"UserAgent", "DeviceScaleFactor", "Headers", "Cookies", "Scripts", "Styles",
+            "ConsoleSignals"} <= set(schemas["PageData"]["properties"])

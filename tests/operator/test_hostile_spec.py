@@ -72,6 +72,21 @@ def test_api_server_refuses_bad_encoding(kube: Kube, video: dict[str, Any], mess
     assert kube.get("webrecording", "bad-enc") is None
 
 
+@pytest.mark.parametrize(("page", "message"), [
+    ({"headers": [{"name": "Host", "value": "evil.test"}]}, "header name may not be set"),
+    ({"headers": [{"name": "Proxy-Authorization", "value": "x"}]}, "header name may not be set"),
+    ({"headers": [{"name": "Transfer-Encoding", "value": "chunked"}]}, "header name may not be set"),
+    ({"headers": [{"name": "X-A", "value": "1\r\nX-B: 2"}]}, "header value must not contain"),
+    ({"headers": [{"name": "X A", "value": "1"}]}, "header name must be an HTTP token"),
+    ({"deviceScaleFactor": 9}, "should be less than or equal to 4"),
+    ({"scripts": ["x"] * 9}, "must have at most 8 items"),
+])
+def test_api_server_refuses_bad_page_control(kube: Kube, page: dict[str, Any], message: str) -> None:
+    code, err = _create(kube, recording("bad-page", page=page))
+    assert code != 0 and message in err, err
+    assert kube.get("webrecording", "bad-page") is None
+
+
 def test_api_server_accepts_encoding_settings(kube: Kube) -> None:
     video = {"frameRate": 15, "videoBitrate": 800, "keyframeInterval": 1, "audioBitrate": 96}
     code, err = _create(kube, recording("good-enc", output={"video": video}))

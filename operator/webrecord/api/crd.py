@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from webrecord.api import media
+from webrecord.api import media, page
 from webrecord.api.models import RecordingSpec
 from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
 from webrecord.api.urls import CEL_URL_CHARS, URL_CHARS_RULE
@@ -133,6 +133,9 @@ def spec_schema() -> dict[str, Any]:
         },
         *({"rule": rule, "message": message} for rule, message in media.CEL_RULES),
     ]
+    headers = props["page"]["properties"]["headers"]["items"]
+    headers["x-kubernetes-validations"] = [
+        {"rule": rule, "message": message} for rule, message in page.CEL_HEADER_RULES]
     return schema
 
 

@@ -11,10 +11,11 @@ import enum
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from webrecord.api import media
+from webrecord.api import page as pg
 from webrecord.api.names import ContainedDir, ContainedName
 from webrecord.api.urls import parse_http_url
 
@@ -190,6 +191,43 @@ class OutputSpec(WireModel):
     video: VideoOutput = Field(default_factory=VideoOutput)
 
 
+class HeaderSpec(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=128),
+                    AfterValidator(pg.check_header_name)]
+    value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
+                     AfterValidator(pg.check_header_value)]
+
+
+class CookieSpec(WireModel):
+    name: str = Field(min_length=1, max_length=256, pattern=pg.TOKEN)
+    value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
+                     AfterValidator(pg.check_cookie_value)]
+    domain: str | None = Field(None, max_length=253, pattern=r"^\.?[A-Za-z0-9.-]+$",
+                               description="Default: the RecordURL's host")
+    path: str = Field("/", max_length=1024, pattern=r"^/[!-:<-~]*$")
+    secure: bool = False
+    http_only: bool = False
+    same_site: Literal["Lax", "Strict", "None"] = "Lax"
+
+
+class PageSpec(WireModel):
+    """Page control (extension, webrecord.api.page)."""
+
+    user_agent: Annotated[str | None, Field(None, min_length=1, max_length=512,
+                                            description=pg.DOC["user_agent"]),
+                          AfterValidator(pg.check_user_agent)]
+    device_scale_factor: float | None = pg.scale_field()
+    headers: list[HeaderSpec] = Field(default_factory=list, max_length=pg.MAX_HEADERS,
+                                      description=pg.DOC["headers"])
+    cookies: list[CookieSpec] = Field(default_factory=list, max_length=pg.MAX_COOKIES,
+                                      description=pg.DOC["cookies"])
+    scripts: list[Annotated[str, pg.InjectedText]] = Field(
+        default_factory=list, max_length=pg.MAX_INJECTED, description=pg.DOC["scripts"])
+    styles: list[Annotated[str, pg.InjectedText]] = Field(
+        default_factory=list, max_length=pg.MAX_INJECTED, description=pg.DOC["styles"])
+    console_signals: bool = Field(True, description=pg.DOC["console_signals"])
+
+
 class RecordingSpec(WireModel):
     """Everything a Start carries; also the `spec` of a WebRecording resource."""
 
@@ -203,6 +241,7 @@ class RecordingSpec(WireModel):
     )
     storage_type: Literal["cos", "cfs"] = "cfs"
     output: OutputSpec = Field(default_factory=OutputSpec)
+    page: PageSpec | None = None  # extension: cookies, headers, scripts before the page loads
     # Control of a running task (CRD only): set `action`, bump `actionSeq` to repeat it.
     action: Action | None = None
     action_seq: int = Field(0, ge=0)
@@ -220,6 +259,13 @@ class RecordingSpec(WireModel):
         # backslashes, ambiguous IPv4 forms). The caller's text is kept as given.
         http_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _cookies_for_this_site(self) -> "RecordingSpec":
+        for i, cookie in enumerate(self.page.cookies if self.page else []):
+            if cookie.domain and (why := pg.cookie_domain_problem(cookie.domain, self.record_url)):
+                raise ValueError(f"page.cookies[{i}].domain: {why}")
+        return self
 
     @model_validator(mode="after")
     def _zero_means_default(self) -> "RecordingSpec":

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # window.<name>() -> the hook name handed to on_hook.
 HOOKS = ("startRecord", "pauseRecord", "resumeRecord", "refreshPage", "stopRecord")
+# A console line that is exactly one of these acts as the hook (another recorder's convention).
+CONSOLE_SIGNALS = {"START_RECORDING": "startRecord", "END_RECORDING": "stopRecord"}
 
 # The network is closed and the window must show only the page: no first-run UI, no update or
 # sync traffic, no infobars, no crash bubbles, autoplay with sound allowed.
@@ -83,6 +85,10 @@ class Browser:
         self.page: Page | None = None
         self._closing = False
         self.launches = 0
+        # The task's page control (recorder/pageprep.py), applied to every context opened
+        # from now on (a relaunch after a crash included); None for a standby slot.
+        self.page_setup: Callable[[BrowserContext, Page], Awaitable[None]] | None = None
+        self.console_signals = True
 
     def _sandbox(self) -> bool:
         no_sandbox = self.settings.chromium_no_sandbox
@@ -137,7 +143,16 @@ class Browser:
             await context.expose_binding(name, self._binding(name))
         self.page = context.pages[0] if context.pages else await context.new_page()
         self.page.on("crash", lambda _page: self._closed("renderer"))
+        self.page.on("console", self._console)
+        if self.page_setup is not None:
+            await self.page_setup(context, self.page)
         event(log, "chromium started", launches=self.launches)
+
+    def _console(self, message: Any) -> None:
+        hook = CONSOLE_SIGNALS.get(message.text.strip()) if self.console_signals else None
+        if hook is not None:
+            event(log, "console signal", line=message.text.strip())
+            self.on_hook(hook)
 
     def _binding(self, name: str) -> Callable[..., Any]:
         def call(_source: Any, *_args: Any) -> bool:

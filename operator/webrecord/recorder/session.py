@@ -26,6 +26,7 @@ from webrecord.recorder.browser import Browser
 from webrecord.recorder.capture import Capture
 from webrecord.recorder.display import Display
 from webrecord.recorder.encoding import encoding_for
+from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
                                         usable_segments)
@@ -298,6 +299,7 @@ class Session:
             self.stage.browser.on_hook, self.stage.browser.on_crash = self._hook, self._browser_gone
             await self.stage.resize(self.spec.width, self.spec.height)
         assert self.browser is not None
+        await self._prepare_page()
         try:
             await self.browser.goto(self.spec.record_url)
         except RecorderError as exc:
@@ -306,6 +308,18 @@ class Session:
             self._update(message="waiting for window.startRecord()")
         else:
             await self._start_recording()
+
+    async def _prepare_page(self) -> None:
+        """The task's page control on the open context, and on every relaunch after it."""
+        assert self.browser is not None
+        page = self.spec.page
+        self.browser.console_signals = page is None or page.console_signals
+        if page is None:
+            return
+        prep = PagePrep(page, self.spec.record_url, self.spec.width, self.spec.height)
+        self.browser.page_setup = prep.apply
+        assert self.browser.context is not None and self.browser.page is not None
+        await prep.apply(self.browser.context, self.browser.page)
 
     def _browser_env(self) -> dict[str, str]:
         assert self.stage is not None

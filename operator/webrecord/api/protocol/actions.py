@@ -16,13 +16,15 @@ import enum
 import json
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api import media
+from webrecord.api import page as pg
 from webrecord.api import models as m
 from webrecord.api.names import ContainedDir, ContainedName
 
@@ -114,6 +116,46 @@ class OutputData(ProtocolModel):
     Video: VideoData | None = None
 
 
+class HeaderData(ProtocolModel):
+    Name: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(pg.check_header_name)]
+    Value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
+                     AfterValidator(pg.check_header_value)]
+
+
+class CookieData(ProtocolModel):
+    Name: str = Field(min_length=1, max_length=256, pattern=pg.TOKEN)
+    Value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
+                     AfterValidator(pg.check_cookie_value)]
+    Domain: str | None = Field(None, max_length=253, pattern=r"^\.?[A-Za-z0-9.-]+$",
+                               description="Default: the RecordURL's host")
+    Path: str | None = Field(None, max_length=1024, pattern=r"^/[!-:<-~]*$")
+    Secure: bool | None = None
+    HttpOnly: bool | None = None
+    SameSite: Literal["Lax", "Strict", "None"] | None = None
+
+
+class PageData(ProtocolModel):
+    """Extension: page control (webrecord.api.page)."""
+    UserAgent: Annotated[str | None, Field(None, min_length=1, max_length=512,
+                                           description=pg.DOC["user_agent"]),
+                         AfterValidator(pg.check_user_agent)]
+    DeviceScaleFactor: float | None = pg.scale_field()
+    Headers: list[HeaderData] | None = Field(None, max_length=pg.MAX_HEADERS,
+                                             description=pg.DOC["headers"])
+    Cookies: list[CookieData] | None = Field(None, max_length=pg.MAX_COOKIES,
+                                             description=pg.DOC["cookies"])
+    Scripts: list[Annotated[str, pg.InjectedText]] | None = Field(
+        None, max_length=pg.MAX_INJECTED, description=pg.DOC["scripts"])
+    Styles: list[Annotated[str, pg.InjectedText]] | None = Field(
+        None, max_length=pg.MAX_INJECTED, description=pg.DOC["styles"])
+    ConsoleSignals: bool | None = Field(None, description=pg.DOC["console_signals"])
+
+    @field_validator("DeviceScaleFactor", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return float(value) if type(value) is int else value  # strict mode: 2 is a factor too
+
+
 class StartData(ProtocolModel):
     RecordURL: str = Field(min_length=1, max_length=8192, pattern=_URL_PATTERN)
     ManualStart: bool | None = Field(None, description="Wait for window.startRecord()")
@@ -125,12 +167,20 @@ class StartData(ProtocolModel):
     )
     StorageType: Literal["cos", "cfs"] | None = Field(None, description="Default cfs")
     Output: OutputData | None = None
+    Page: PageData | None = None
 
     @field_validator("RecordURL", "CallbackURL")
     @classmethod
     def _judgeable_url(cls, value: str | None) -> str | None:
         m.http_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _cookies_for_this_site(self) -> "StartData":
+        for i, cookie in enumerate((self.Page.Cookies or []) if self.Page else []):
+            if cookie.Domain and (why := pg.cookie_domain_problem(cookie.Domain, self.RecordURL)):
+                raise ValueError(f"Page.Cookies[{i}].Domain: {why}")
+        return self
 
 
 class TaskData(ProtocolModel):
@@ -300,6 +350,8 @@ def _rule(error: dict, model: type[BaseModel], loc: tuple[str, ...]) -> str:
         return f"must have at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":
         return _PATTERN_WORDS.get(ctx.get("pattern", ""), "has an invalid format")
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} items"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {_short(error.get('input'))!r}"
     if kind in ("value_error", "assertion_error"):
@@ -391,6 +443,8 @@ def to_spec(data: StartData) -> m.RecordingSpec:
         if data.Output.Video is not None:
             output["video"] = _snake(data.Output.Video)
     spec["output"] = output
+    if data.Page is not None:
+        spec["page"] = _snake_deep(data.Page)
     try:
         return m.RecordingSpec.model_validate(spec)
     except ValidationError as exc:  # every rule is also checked above; this is a safety net
@@ -403,6 +457,19 @@ def _snake(model: ProtocolModel) -> dict[str, Any]:
     from pydantic.alias_generators import to_snake
 
     return {to_snake(k): v for k, v in model.model_dump(exclude_none=True).items()}
+
+
+def _snake_deep(model: ProtocolModel) -> dict[str, Any]:
+    """PascalCase -> snake_case through nested lists of models (Page.Cookies[].Name)."""
+    from pydantic.alias_generators import to_snake
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {to_snake(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+    return convert(model.model_dump(exclude_none=True))
 
 
 def _pascal(name: str) -> str:
