@@ -103,6 +103,12 @@ def spec_schema() -> dict[str, Any]:
             sub.setdefault("x-kubernetes-validations", []).append(
                 {"rule": "self == oldSelf", "message": f"{name} is immutable; only action and actionSeq may change"}
             )
+    # Live outputs (extension) may change while recording; the rest of output may not.
+    props["output"]["x-kubernetes-validations"] = [{
+        "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || "
+                            f"self.{f} == oldSelf.{f})" for f in ("cos", "vod", "video")),
+        "message": "output is immutable except output.live; only action, actionSeq and "
+                   "output.live may change"}]
     # The URL rules a regular expression can state; the rest (credentials, ambiguous IPv4
     # forms) the operator checks with the models and ends the task with InvalidParam.
     video_props = props["output"]["properties"]["video"]["properties"]

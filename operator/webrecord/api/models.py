@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from webrecord.api import media
 from webrecord.api import page as pg
+from webrecord.api.live import MAX_LIVE_OUTPUTS, parse_live_url
 from webrecord.api.names import ContainedDir, ContainedName
 from webrecord.api.urls import parse_http_url
 
@@ -185,10 +186,58 @@ class VideoOutput(WireModel):
         return self
 
 
+class LiveOutput(WireModel):
+    """One live receiver (extension): the recording's own encode, copied while recording."""
+
+    url: str = Field(
+        min_length=1, max_length=4096,
+        description="rtmp://host[:port]/app/stream, rtmps://... or srt://host:port[?streamid=...]; "
+        "judged by the egress policy before each connect; shown redacted (stream keys are secrets)")
+
+    @field_validator("url")
+    @classmethod
+    def _live_url(cls, value: str) -> str:
+        parse_live_url(value)  # UrlRejected is a ValueError naming the rule
+        return value
+
+
+def unique_live(outputs: list[LiveOutput] | None) -> list[LiveOutput] | None:
+    if outputs and len({o.url for o in outputs}) != len(outputs):
+        raise ValueError("the same URL twice")
+    return outputs
+
+
+class LiveState(str, enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    PAUSED = "paused"  # connected; nothing sent while the recording is paused
+    RETRYING = "retrying"  # the receiver went away: reconnecting with backoff
+    REFUSED = "refused"  # the egress policy refuses the host
+    STOPPED = "stopped"
+
+
+class LiveOutputStatus(WireModel):
+    url: str = Field(description="The URL with its stream key redacted")
+    state: LiveState
+    message: str | None = None
+    reconnects: int = Field(0, ge=0)
+    sent_bytes: int = Field(0, ge=0)
+    dropped_bytes: int = Field(0, ge=0, description="Dropped for this receiver: it was too slow")
+
+
 class OutputSpec(WireModel):
     cos: CosOutput | None = None
     vod: VodOutput | None = None
     video: VideoOutput = Field(default_factory=VideoOutput)
+    live: list[LiveOutput] | None = Field(
+        None, max_length=MAX_LIVE_OUTPUTS,
+        description="Extension: live receivers of the recording (RTMP/RTMPS/SRT); may change "
+        "while recording")
+
+    @field_validator("live")
+    @classmethod
+    def _unique_live(cls, value: list[LiveOutput] | None) -> list[LiveOutput] | None:
+        return unique_live(value)
 
 
 class HeaderSpec(WireModel):
@@ -314,6 +363,7 @@ class RecorderStatus(TaskTimes):
     last_action_seq: int = Field(0, ge=0, description="Highest control sequence applied")
     message: str | None = Field(None, description="Human-readable progress note")
     restarts: int = Field(0, ge=0, description="Recorders started to replace lost ones")
+    live: list[LiveOutputStatus] | None = Field(None, description="Extension: each live output")
 
 
 def valid_encrypt_key(value: str) -> str:

@@ -1,7 +1,8 @@
 """The control endpoint of a running recorder (docs/contracts.md section 1).
 
 GET /healthz and GET /metrics (Prometheus; no auth: numbers only, no task data), GET /status,
-POST /control {"action", "seq"}; Bearer token auth. A standby slot (recorder/standby.py) serves
+POST /control {"action", "seq"}, PUT /live {"live": [{"url"}, ...]} (extension: the live
+receivers, the whole list); Bearer token auth. A standby slot (recorder/standby.py) serves
 it before it has a task (`session` None: /status and /control answer 409) plus its own routes.
 """
 
@@ -15,9 +16,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from webrecord import metrics
+from pydantic import ValidationError
 
-from webrecord.api.models import Action
+from webrecord import metrics
+from webrecord.api.models import Action, OutputSpec
 from webrecord.logs import event
 from webrecord.recorder.errors import InvalidAction
 from webrecord.recorder.session import Session
@@ -55,6 +57,7 @@ class ControlServer:
         app.router.add_post("/control", self._control)
         for path, handler in self.routes.items():
             app.router.add_post(path, handler)
+        app.router.add_put("/live", self._live)
         return app
 
     @web.middleware
@@ -105,6 +108,31 @@ class ControlServer:
         except InvalidAction as exc:
             return error_reply(409, "InvalidAction", str(exc))
         event(log, "control applied", action=action.value, seq=seq, status=status.status.value)
+        return web.json_response(status.wire())
+
+    async def _live(self, request: web.Request) -> web.Response:
+        """The live receivers become exactly the given list (idempotent: the operator sends
+        the spec's list after each change)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return error_reply(400, "InvalidParam", "body: must be a JSON object")
+        if not isinstance(body, dict) or set(body) - {"live"}:
+            return error_reply(400, "InvalidParam", 'body: must be {"live": [{"url": ...}, ...]}')
+        try:
+            outputs = OutputSpec.model_validate({"live": body.get("live")}).live or []
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            rule = (first.get("ctx") or {}).get("error") or first["msg"]
+            return error_reply(400, "InvalidParam", f"{where}: {rule}")
+        if self.session is None:
+            return self._no_task()
+        try:
+            status = await self.session.set_live(outputs)
+        except InvalidAction as exc:
+            return error_reply(409, "InvalidAction", str(exc))
+        event(log, "live outputs set", count=len(outputs))
         return web.json_response(status.wire())
 
     async def start(self) -> int:

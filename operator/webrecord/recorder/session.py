@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus, RecordingTask, Result
+from webrecord.api.models import (Action, ErrorCode, LiveOutput, Phase, RecorderStatus,
+                                  RecordingTask, Result)
 from webrecord.egress.policy import EgressPolicy, EgressSettings
 from webrecord.egress.proxy import EgressProxy
 from webrecord.logs import event, now
@@ -28,6 +29,7 @@ from webrecord.recorder.display import Display
 from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
+from webrecord.recorder.live import LiveOutputs
 from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
                                         usable_segments)
 from webrecord.recorder.reserve import DiskReserve
@@ -99,6 +101,9 @@ class Session:
         self._encoder_restarts = 0
         self.started_event = asyncio.Event()  # set once the first segment runs
         self.stored = StoredParts()  # segments an earlier recorder of this task left (resume)
+        # Live receivers of this recording's encode (extension); they follow self.current.
+        self.live = LiveOutputs(self.settings, EgressPolicy(self.egress_settings),
+                                lambda: self.current, on_change=self._update)
 
     @property
     def display(self) -> Display | None:
@@ -139,6 +144,17 @@ class Session:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(("action", action, future, seq))
         return await future
+
+    async def set_live(self, outputs: list[LiveOutput]) -> RecorderStatus:
+        """Make the live receivers exactly `outputs` while the task is active (added ones
+        connect, removed ones end; the recording itself is not touched)."""
+        if not self.status.status.active:
+            raise InvalidAction(f"live outputs do not apply: the task is {self.status.status.value}")
+        self.spec.output.live = outputs or None
+        if self.status.status != Phase.NORMAL:  # before the start: connected when it starts
+            await self.live.set(outputs)
+        self._update()
+        return self.status
 
     def request(self, action: Action) -> None:
         """Fire-and-forget control (signals, page hooks)."""
@@ -186,12 +202,14 @@ class Session:
         self.status.recorded_seconds = round(self.recorded_seconds(), 3)
         self.status.segments = len(self.stored.segments) + sum(
             max(1, len(c.paths)) for c in self.captures)
+        self.status.live = self.live.status()
         if self.on_status is not None:
             self.on_status(self.status)
 
     def live_status(self) -> RecorderStatus:
         """The status with the recorded time as of now (it moves between status changes)."""
         self.status.recorded_seconds = round(self.recorded_seconds(), 3)
+        self.status.live = self.live.status()
         return self.status
 
     def set_phase(self, phase: Phase, message: str | None = None) -> None:
@@ -337,6 +355,8 @@ class Session:
             await self._open_segment()
             self._update(status=Phase.RECORDING, start_time=self.status.start_time or now(),
                          message="recording")
+        self.live.pause(self._start_paused)
+        await self.live.set(self.spec.output.live or [])
         self.started_event.set()
 
     async def _open_segment(self) -> None:
@@ -492,11 +512,13 @@ class Session:
                 raise InvalidAction(f"Pause does not apply: the task is {phase.value}")
             await self._close_segment()
             self._paused_since = time.monotonic()
+            self.live.pause(True)
             self._update(status=Phase.PAUSED, message="paused")
         elif action == Action.RESUME:
             if phase != Phase.PAUSED:
                 raise InvalidAction(f"Resume does not apply: the task is {phase.value}")
             await self._open_segment()
+            self.live.pause(False)
             self._update(status=Phase.RECORDING, message="recording")
         elif action == Action.REFRESH:
             assert self.browser is not None
@@ -564,6 +586,7 @@ class Session:
     async def _teardown(self) -> None:
         """Stop every child; safe to call twice and on any exit path."""
         await self._close_segment()
+        await self.live.close()
         self.reserve.release()
         for capture in self.captures:
             if capture.running:

@@ -89,3 +89,11 @@ class RecorderSettings(BaseSettings):
     max_wall_seconds: float = Field(86400.0, gt=0, le=90000,
                                     description="Auto-stop this long after the task was created")
     progress_interval: float = Field(1.0, gt=0)
+    # Live outputs (recorder/live.py): per receiver, what may wait for a slow one before its
+    # bytes are dropped (the recording never waits), the reconnect backoff, the feed's poll.
+    live_buffer_bytes: int = Field(8 * 1024 * 1024, ge=65536)
+    live_retry_min_seconds: float = Field(1.0, gt=0)
+    live_retry_max_seconds: float = Field(30.0, gt=0)
+    live_poll_seconds: float = Field(0.04, gt=0, le=1)
+    live_probe_seconds: float = Field(5.0, gt=0, description="How long a relay may look for a keyframe")
+    live_stop_timeout: float = Field(3.0, gt=0)

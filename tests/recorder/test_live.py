@@ -1,0 +1,228 @@
+"""Live outputs against real receivers: nginx-rtmp and an SRT listener get the recording's own
+encode (the same packets as the file), while the file stays as it would be without them."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from webrecord.api.models import (Action, LiveOutput, LiveState, OutputSpec, RecordingSpec,
+                                  RecordingTask)
+from webrecord.egress.policy import EgressSettings
+from webrecord.recorder.control import ControlServer
+from webrecord.recorder.session import Session
+from webrecord.recorder.settings import RecorderSettings
+
+from .media import assert_av, frame_codes
+from .receivers import NginxRtmp, SrtListener
+from .test_session import running, wait_for
+
+pytestmark = pytest.mark.browser
+
+KEY = "secret-stream-key"
+
+
+def live_session(tmp_path: Path, url: str, live: list[str],
+                 egress: EgressSettings | None = None) -> Session:
+    spec = RecordingSpec(record_url=url, width=640, height=360,
+                         output=OutputSpec(live=[LiveOutput(url=u) for u in live] or None))
+    task = RecordingTask(task_id="live", create_time=int(time.time()), spec=spec)
+    settings = RecorderSettings(segment_seconds=3, live_retry_min_seconds=0.5,
+                                live_retry_max_seconds=1.0)
+    return Session(task, tmp_path / "work", settings,
+                   egress=egress or EgressSettings(allow_loopback=True))
+
+
+def packet_hashes(path: Path) -> list[str]:
+    """MD5 of every video packet as stored (no decode): equal hashes = the same encode."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-c", "copy",
+                          "-f", "framemd5", "-"], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    return [line.split(",")[5].strip() for line in out.splitlines()
+            if line and not line.startswith("#")]
+
+
+def received_codes(path: Path) -> np.ndarray:
+    """The page clock (s) of every frame a receiver got."""
+    _, clock = frame_codes(path)
+    return clock
+
+
+def assert_same_encode(received: Path, session: Session, min_frames: int) -> np.ndarray:
+    """The receiver got at least `min_frames` frames, each a packet of the recording (no second
+    encode), in order, showing the page clock moving forward. FLV and MP4 store H.264 alike
+    (length-prefixed), TS as a byte stream: each is compared with the same kind."""
+    got = packet_hashes(received)
+    if received.suffix == ".ts":
+        file_hashes = [h for p in session.segment_paths() for h in packet_hashes(p)]
+    else:
+        file_hashes = packet_hashes(session.packaged.path)
+    assert len(got) >= min_frames, (received, len(got))
+    known = set(file_hashes)
+    foreign = [h for h in got if h not in known]
+    assert not foreign, f"{len(foreign)} of {len(got)} received packets are not in the file"
+    codes = received_codes(received)
+    assert len(codes) >= min_frames
+    assert np.all(np.diff(codes) >= 0), codes  # never backwards
+    assert codes[-1] - codes[0] > min_frames / 30 * 0.8, codes
+    return codes
+
+
+@pytest.mark.timeout(150)
+async def test_rtmp_and_srt_receivers_get_the_recordings_own_encode(tmp_path, page_server, caplog):
+    nginx = NginxRtmp(tmp_path / "nginx").start()
+    srt = SrtListener(tmp_path / "srt").start()
+    try:
+        session = live_session(tmp_path, f"{page_server}/recorder_framecode.html",
+                               [nginx.url(KEY), srt.url])
+        caplog.set_level(logging.INFO)
+        async with running(session) as run:
+            await asyncio.wait_for(session.started_event.wait(), 30)
+            await wait_for(lambda: all(o.state == LiveState.LIVE
+                                       for o in session.live_status().live or []), 20)
+            live = session.live_status().wire()["live"]
+            await asyncio.sleep(6)
+            await session.control(Action.STOP)
+            status = await asyncio.wait_for(run, 60)
+        assert status.result.error_code is None, status.result
+        assert [o["state"] for o in live] == ["live", "live"], live
+        # What a caller sees names the receiver, never its key.
+        assert live[0]["url"] == f"rtmp://127.0.0.1:{nginx.port}/live/***", live
+        assert live[1]["url"] == f"srt://127.0.0.1:{srt.port}?***", live
+        text = json.dumps(status.wire()) + "\n".join(r.getMessage() + json.dumps(
+            getattr(r, "fields", {}), default=str) for r in caplog.records)
+        assert KEY not in text and "secret-srt-key" not in text
+        srt.proc.wait(15)  # the relay ended the stream: the listener exits
+
+        recorded = session.packaged.path
+        assert_av(recorded, 640, 360)
+        rtmp_files = nginx.recordings(KEY)
+        assert len(rtmp_files) == 1, rtmp_files
+        assert "app='live'" in nginx.log()  # what nginx logs of a client's RTMP connect
+        assert_av(rtmp_files[0], 640, 360)
+        assert_same_encode(rtmp_files[0], session, 5 * 30)
+        assert_same_encode(srt.files[0], session, 5 * 30)
+        # The file is whole: the page clock runs on with the timestamps (no frame lost to the
+        # live outputs).
+        pts, clock = frame_codes(recorded)
+        assert np.max(np.abs(np.diff(clock - pts))) < 0.2
+    finally:
+        nginx.kill()
+        srt.kill()
+
+
+@pytest.mark.timeout(200)
+async def test_receivers_come_and_go_while_the_file_records_on(tmp_path, page_server):
+    """nginx killed and started again: the relay reconnects (a new publish). An SRT receiver
+    added mid-recording gets the stream from then on; the RTMP one removed ends its publish.
+    Pause holds the stream (no new frames, connection kept). The file misses nothing."""
+    nginx = NginxRtmp(tmp_path / "nginx").start()
+    srt = SrtListener(tmp_path / "srt").start()
+    try:
+        session = live_session(tmp_path, f"{page_server}/recorder_framecode.html",
+                               [nginx.url(KEY)])
+        async with running(session) as run:
+            await asyncio.wait_for(session.started_event.wait(), 30)
+
+            def state(i: int = 0) -> LiveState | None:
+                outputs = session.live_status().live or []
+                return outputs[i].state if len(outputs) > i else None
+
+            await wait_for(lambda: state() == LiveState.LIVE, 20)
+            await asyncio.sleep(3)
+            nginx.kill()  # the receiver goes away ...
+            await wait_for(lambda: state() == LiveState.RETRYING, 20)
+            assert KEY not in (session.live_status().live[0].message or "")
+            await asyncio.sleep(1.5)
+            nginx.start()  # ... and comes back on the same port
+            await wait_for(lambda: state() == LiveState.LIVE, 20)
+            assert session.live_status().live[0].reconnects >= 1
+            await asyncio.sleep(3)
+            # Add SRT through the control endpoint, then pause: both stay connected, paused.
+            control = ControlServer(session, "tok")
+            port = await control.start()
+            try:
+                async with aiohttp.ClientSession(
+                        headers={"Authorization": "Bearer tok"}) as http:
+                    put = functools.partial(http.put, f"http://127.0.0.1:{port}/live")
+                    async with put(json={"live": [{"url": "http://x.test/a"}]}) as resp:
+                        assert resp.status == 400
+                        assert (await resp.json())["errorMessage"] == (
+                            "live.0.url: must be an rtmp://, rtmps:// or srt:// URL")
+                    async with put(json={"live": [{"url": nginx.url(KEY)},
+                                                  {"url": srt.url}]}) as resp:
+                        assert resp.status == 200, await resp.text()
+                        body = await resp.json()
+            finally:
+                await control.stop()
+            assert [o["url"] for o in body["live"]] == [
+                f"rtmp://127.0.0.1:{nginx.port}/live/***", f"srt://127.0.0.1:{srt.port}?***"]
+            await wait_for(lambda: state(1) == LiveState.LIVE, 20)
+            await asyncio.sleep(2)
+            await session.control(Action.PAUSE)
+            assert [o.state for o in session.live_status().live] == [LiveState.PAUSED] * 2
+            sent = [o.sent_bytes for o in session.live_status().live]
+            await asyncio.sleep(2)
+            assert [o.sent_bytes for o in session.live_status().live] == sent  # nothing while paused
+            await session.control(Action.RESUME)
+            await asyncio.sleep(3)
+            # Remove RTMP: its publish ends; SRT goes on.
+            await session.set_live([LiveOutput(url=srt.url)])
+            assert [o.url for o in session.live_status().live] == [f"srt://127.0.0.1:{srt.port}?***"]
+            await asyncio.sleep(2)
+            await session.control(Action.STOP)
+            status = await asyncio.wait_for(run, 60)
+        assert status.result.error_code is None, status.result
+        srt.proc.wait(15)
+
+        first, second = nginx.recordings(KEY)  # one publish before the kill, one after
+        before = assert_same_encode(first, session, 2 * 30)
+        after = assert_same_encode(second, session, 4 * 30)
+        assert after[0] > before[-1]  # the outage is a gap, not a replay
+        got_srt = assert_same_encode(srt.files[0], session, 4 * 30)
+        # SRT got the time before the pause and after the Resume (one connection) but not the
+        # paused seconds: a held frame, then the stream goes on.
+        assert np.max(np.diff(got_srt)) > 1.5, np.diff(got_srt).max()
+        assert got_srt[0] > after[0]  # joined when added, not from the start
+        # The file: the pause is its only cut; no frame lost around the outage.
+        pts, clock = frame_codes(session.packaged.path)
+        jumps = np.diff(clock - pts)
+        assert np.sum(np.abs(jumps) > 0.2) == 1, jumps[np.abs(jumps) > 0.2]
+    finally:
+        nginx.kill()
+        srt.kill()
+
+
+@pytest.mark.timeout(90)
+async def test_a_refused_receiver_never_gets_a_connection(tmp_path, page_server):
+    """The egress policy judges the receiver's host before connecting: a refused range is
+    never contacted (the listener sees nobody), the status says why, the recording goes on."""
+    nginx = NginxRtmp(tmp_path / "nginx", host="127.0.0.2").start()
+    try:
+        # The page's address is an exception; the rest of loopback is refused.
+        egress = EgressSettings(allow_loopback=False, allow_cidrs=["127.0.0.1/32"])
+        url = nginx.url(KEY)
+        session = live_session(tmp_path, f"{page_server}/recorder_framecode.html", [url], egress)
+        async with running(session) as run:
+            await asyncio.wait_for(session.started_event.wait(), 30)
+            await wait_for(lambda: (session.live_status().live or [None])[0] is not None
+                           and session.live_status().live[0].state == LiveState.REFUSED, 20)
+            await asyncio.sleep(2)
+            output = session.live_status().live[0]
+            await session.control(Action.STOP)
+            status = await asyncio.wait_for(run, 60)
+        assert status.result.error_code is None and session.packaged is not None
+        assert output.message == "host 127.0.0.2 is a loopback address", output
+        assert output.sent_bytes == 0 and KEY not in output.url
+        assert nginx.recordings(KEY) == [] and "app='live'" not in nginx.log()
+    finally:
+        nginx.kill()
