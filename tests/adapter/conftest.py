@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,10 @@ from webrecord.adapter import auth
 from webrecord.adapter.backends.local import LocalBackend
 from webrecord.adapter.server import AdapterRunner, build_app
 from webrecord.adapter.settings import AdapterSettings
+
+# The warm pool has its own tests (test_warm_pool.py); elsewhere its idle Chromium would only
+# take the 2 cores' time from the recordings under test.
+os.environ.setdefault("WEBRECORD_ADAPTER_WARM_SLOTS", "0")
 
 KEYS = {"AKIDalice": "alice-secret-0123456789", "AKIDbob": "bob-secret-9876543210"}
 

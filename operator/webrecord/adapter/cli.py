@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--backend", choices=["local", "kubernetes"], help="default local")
     parser.add_argument("--state-dir", type=Path, help="local backend: tasks, videos, SQLite")
     parser.add_argument("--max-concurrent", type=int, help="local backend: recorders at once")
+    parser.add_argument("--warm-slots", type=int,
+                        help="local backend: warm recorder slots kept ready (0 = off; default 1)")
     parser.add_argument("--namespace", help="kubernetes backend: namespace of WebRecordings")
     parser.add_argument("--auth-keys", type=Path, help="YAML/JSON file of ApiAppKey: ApiAppSecret")
     parser.add_argument("--auth-keys-dir", type=Path, help="directory: one file per key (a Secret)")
@@ -50,6 +52,7 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         ("backend", "backend"),
         ("state_dir", "state_dir"),
         ("max_concurrent", "max_concurrent"),
+        ("warm_slots", "warm_slots"),
         ("namespace", "namespace"),
         ("auth_keys", "auth_keys_file"),
         ("auth_keys_dir", "auth_keys_dir"),

@@ -83,6 +83,12 @@ class AdapterSettings(BaseSettings):
         default_factory=list,
         description="Command that runs the recorder; default: this Python's `-m webrecord.cli recorder`",
     )
+    # Warm pool: this many `webrecord recorder --standby` slots kept ready (display, sound,
+    # Chromium on a blank page) so a Start claims one instead of starting them; 0 = off. Each
+    # idle slot costs ~0.02 CPU cores and ~460-630 MiB (bench/adapter), counted in the budget.
+    warm_slots: int = Field(1, ge=0, le=16, description="Warm recorder slots kept ready; 0 = off")
+    warm_slot_width: int = Field(1280, ge=1, le=2560, description="Page width the slots prepare")
+    warm_slot_height: int = Field(720, ge=1, le=2560, description="Page height the slots prepare")
     status_poll_seconds: float = Field(0.5, gt=0)
     stop_recorders_on_exit: bool = False
     # A recorder process that dies before finishing is started again in the same work dir and

@@ -28,6 +28,10 @@ CPU_BASE_CORES = 0.154  # Chromium, Xvfb, PulseAudio, the audio encoder: size-in
 CPU_CORES_PER_MPX_PER_S = 0.0180  # capture + x264 per million pixels per second
 MEMORY_BASE_MIB = 535
 MEMORY_MIB_PER_MPIX = 95  # per million pixels of the page (frame buffers, Chromium tiles)
+# An idle warm slot (`webrecord recorder --standby`, 1280x720, Chromium on a blank page), from
+# bench/adapter's idle-slot row: its whole process tree, CPU s per s and PSS.
+SLOT_IDLE_CPU_CORES = 0.02
+SLOT_IDLE_MEMORY_MIB = 630  # PSS measured 460-626 MiB (sharing varies): the larger
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Cost:
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.cpu_cores + other.cpu_cores, self.memory_mib + other.memory_mib)
+
+    def __mul__(self, times: float) -> Cost:
+        return Cost(self.cpu_cores * times, self.memory_mib * times)
 
 
 class CostModel(BaseSettings):
@@ -48,6 +55,12 @@ class CostModel(BaseSettings):
     cpu_cores_per_mpx_per_s: float = Field(CPU_CORES_PER_MPX_PER_S, ge=0)
     memory_base_mib: float = Field(MEMORY_BASE_MIB, ge=0)
     memory_mib_per_mpix: float = Field(MEMORY_MIB_PER_MPIX, ge=0)
+    slot_idle_cpu_cores: float = Field(SLOT_IDLE_CPU_CORES, ge=0)
+    slot_idle_memory_mib: float = Field(SLOT_IDLE_MEMORY_MIB, ge=0)
+
+    def idle_slot(self) -> Cost:
+        """What one idle warm slot uses (the local backend counts it in its budget)."""
+        return Cost(self.slot_idle_cpu_cores, self.slot_idle_memory_mib)
 
     def of(self, width: int, height: int, fps: int, audio_only: bool = False) -> Cost:
         """A recording at `fps` (a task's frame rate scales the capture + encode term). Audio

@@ -308,6 +308,7 @@ class Session:
 
     async def _setup(self) -> None:
         await self._check_url()
+        warm = self.stage is not None
         if self.stage is None:
             self.stage = Stage(self.settings, self.egress_settings, self.spec.width,
                                self.spec.height, self.log_dir, self.work_dir / "profile")
@@ -322,6 +323,7 @@ class Session:
             await self.browser.goto(self.spec.record_url)
         except RecorderError as exc:
             raise self._explained(exc) from exc
+        event(log, "page loaded", warm=warm)
         if self.spec.manual_start:
             self._update(message="waiting for window.startRecord()")
         else:

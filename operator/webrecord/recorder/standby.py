@@ -31,6 +31,7 @@ from webrecord.logs import event
 from webrecord.recorder.control import ControlServer, error_reply
 from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.runtask import run_task
+from webrecord.recorder.session import Session  # noqa: F401 - imported while idle, not at the claim
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
 from webrecord.recorder.supervise import install_stop_signals

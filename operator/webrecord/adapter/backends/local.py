@@ -30,13 +30,11 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from webrecord import logs
@@ -49,6 +47,8 @@ from webrecord.adapter.backends.base import (
     TaskPage,
     check_action,
 )
+from webrecord.adapter.backends.pool import WarmPool
+from webrecord.adapter.backends.processes import alive_naming, pids_naming, terminate_pids
 from webrecord.adapter.settings import AdapterSettings
 from webrecord.adapter.store import RunState, TaskRow, TaskStore
 from webrecord.api.models import (
@@ -59,7 +59,7 @@ from webrecord.api.models import (
     RecordingTask,
     Result,
 )
-from webrecord.api.cost import ZERO, Cost, CostModel
+from webrecord.api.cost import Cost, CostModel
 from webrecord.api.resource import status_from_json
 from webrecord.files import contained, write_private
 from webrecord.recorder.handover import resume_env
@@ -72,6 +72,7 @@ _CONTROL_ATTEMPTS = 3
 _PORT_WAIT_SECONDS = 20.0
 _EXIT_WAIT_SECONDS = 30.0
 _START_PAUSED = "start-paused"  # marker in the task dir: Pause came while the task was queued
+_SLOT = "slot"  # marker in the task dir: a warm slot runs it (holds the slot's needle)
 
 
 class _NoAnswer(Exception):
@@ -103,6 +104,11 @@ class LocalBackend(Backend):
         self.budget = settings.budget()
         self.costs = CostModel()
         self._recorder = RecorderSettings()  # the recorders read the same environment (fps)
+        self.pool: WarmPool | None = None
+        if settings.warm_slots:
+            self.pool = WarmPool(self.root / "slots", settings.warm_slots, self._command(),
+                                 self._recorder_env(), settings.warm_slot_width,
+                                 settings.warm_slot_height, self._slots_wanted)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,7 +116,7 @@ class LocalBackend(Backend):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=5))
         for row in self.store.in_state(RunState.RUNNING):
-            pid = row.pid if row.pid and _recorder_alive(row.pid, row.task_id) else None
+            pid = row.pid if row.pid and alive_naming(row.pid, self._needle(row.task_id)) else None
             pid = pid or self._survivor(row.task_id)
             if pid:
                 logs.event(log, "re-attached to running recorder", task_id=row.task_id, pid=pid)
@@ -122,6 +128,8 @@ class LocalBackend(Backend):
         if queued:
             logs.event(log, "resuming queued tasks", queued=queued)
         await self._pump()
+        if self.pool is not None:
+            await self.pool.open()
         if self.settings.retention_seconds:
             self._pruner = asyncio.create_task(self._prune_loop())
 
@@ -134,6 +142,8 @@ class LocalBackend(Backend):
         for watcher in list(self._watchers.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+        if self.pool is not None:
+            await self.pool.close()  # idle slots are no recordings: they never outlive us
         if self.settings.stop_recorders_on_exit:
             await self.terminate_all()
         if self._http is not None:
@@ -146,7 +156,7 @@ class LocalBackend(Backend):
         pids = [row.pid for row in rows if row.pid]
         pids += [p.pid for p in self._procs.values()]
         for row in rows:
-            pids += _task_pids(self.task_dir(row.task_id) / "task.json")
+            pids += pids_naming(self._needle(row.task_id))
         await terminate_pids(set(pids), grace)
 
     # ------------------------------------------------------------ Backend
@@ -216,10 +226,11 @@ class LocalBackend(Backend):
             "queued": self.store.count(RunState.QUEUED),
             "maxConcurrent": self.settings.max_concurrent,
             "capacity": self._capacity(),
+            **({"warmSlots": self.pool.health()} if self.pool is not None else {}),
         }
 
     def _capacity(self) -> dict[str, float]:
-        used = sum((self._cost(r) for r in self.store.in_state(RunState.RUNNING)), ZERO)
+        used = self._used(self.store.in_state(RunState.RUNNING))
         return {"cpuCores": round(self.budget.cpu_cores, 2), "cpuCoresUsed": round(used.cpu_cores, 2),
                 "memoryMiB": round(self.budget.memory_mib), "memoryMiBUsed": round(used.memory_mib)}
 
@@ -365,6 +376,25 @@ class LocalBackend(Backend):
                 return None
             await asyncio.sleep(0.1)
 
+    def _used(self, running: list[TaskRow]) -> Cost:
+        """What the running recordings and the idle warm slots use (an idle slot at its
+        measured idle cost; a claimed one is a running recording, counted at the task's)."""
+        idle = self.pool.idle_count() if self.pool is not None else 0
+        return sum((self._cost(r) for r in running), self.costs.idle_slot() * idle)
+
+    def _slots_wanted(self, waiting: int) -> int:
+        """How many warm slots are worth keeping now, `waiting` of them idle or starting: no
+        more than recordings could still start (max_concurrent), and a new one only while a
+        recording of the slots' size would still be admitted beside the running recordings
+        and the waiting slots."""
+        running = self.store.in_state(RunState.RUNNING)
+        room = max(0, self.settings.max_concurrent - len(running))
+        width, height = self.settings.warm_slot_width, self.settings.warm_slot_height
+        recording = self.costs.of(width, height, self._recorder.fps_for(width, height))
+        if waiting < room and not self.budget.admits(self._used(running), len(running), recording):
+            return waiting
+        return room
+
     def _cost(self, row: TaskRow) -> Cost:
         enc = encoding_for(self._recorder, row.spec)  # the task's frame rate, or the default
         return self.costs.of(row.spec.width, row.spec.height, enc.fps, enc.audio_only)
@@ -380,7 +410,7 @@ class LocalBackend(Backend):
                 if not queued:
                     break
                 running = self.store.in_state(RunState.RUNNING)
-                used = sum((self._cost(r) for r in running), ZERO)
+                used = self._used(running)
                 head = queued[0]
                 if not self.budget.admits(used, len(running), self._cost(head)):
                     self._say_waiting(head, self.budget.why_waiting(used, len(running), self._cost(head)))
@@ -403,10 +433,13 @@ class LocalBackend(Backend):
         for name in ("port",) if resume is not None else ("port", "status.json"):
             with contextlib.suppress(FileNotFoundError):
                 (directory / name).unlink()
+        if resume is None and self.pool is not None and await self._claim_slot(row):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (directory / _SLOT).unlink()  # a replacement of a claimed slot runs cold
         token_file = directory / "token"
         write_private(token_file, secrets.token_urlsafe(32))
-        command = list(self.settings.recorder_command) or [sys.executable, "-m", "webrecord.cli", "recorder"]
-        command += [
+        command = self._command() + [
             "--task", str(directory / "task.json"),
             "--work-dir", str(directory / "work"),
             "--control-host", "127.0.0.1",
@@ -415,12 +448,7 @@ class LocalBackend(Backend):
             "--token-file", str(token_file),
             "--status-file", str(directory / "status.json"),
         ]
-        env = dict(os.environ)
-        env.setdefault("WEBRECORD_OUTPUT_DIR", str(self.output_dir))
-        # The recorder judges RecordURL again (and its egress proxy every connection) with the
-        # address policy this server applied at Start.
-        env.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", str(self.settings.loopback_allowed()).lower())
-        env.setdefault("WEBRECORD_EGRESS_DENY_PRIVATE", str(self.settings.url_deny_private).lower())
+        env = self._recorder_env()
         if resume is None and (directory / _START_PAUSED).exists():
             resume = resume_env("paused")  # paused while it was queued
         env.update(resume or {})
@@ -441,6 +469,50 @@ class LocalBackend(Backend):
         logs.event(log, "recorder started", task_id=row.task_id, pid=proc.pid)
         self._watch(row.task_id, proc.pid, proc)
 
+    def _command(self) -> list[str]:
+        return list(self.settings.recorder_command) or [sys.executable, "-m", "webrecord.cli", "recorder"]
+
+    def _recorder_env(self) -> dict[str, str]:
+        """Every recorder's environment (cold or warm slot): nothing in it is per task."""
+        env = dict(os.environ)
+        env.setdefault("WEBRECORD_OUTPUT_DIR", str(self.output_dir))
+        # The recorder judges RecordURL again (and its egress proxy every connection) with the
+        # address policy this server applied at Start.
+        env.setdefault("WEBRECORD_EGRESS_ALLOW_LOOPBACK", str(self.settings.loopback_allowed()).lower())
+        env.setdefault("WEBRECORD_EGRESS_DENY_PRIVATE", str(self.settings.url_deny_private).lower())
+        return env
+
+    async def _claim_slot(self, row: TaskRow) -> bool:
+        """Hand the task to a ready warm slot; False when none is ready or it refused (the
+        caller starts the task cold). Same files as a cold recorder: token, port, status."""
+        assert self.pool is not None and self._http is not None
+        slot = self.pool.take()
+        if slot is None:
+            return False
+        directory = self.task_dir(row.task_id)
+        task = RecordingTask.model_validate_json((directory / "task.json").read_text())
+        env = resume_env("paused") if (directory / _START_PAUSED).exists() else {}
+        write_private(directory / "token", slot.token)
+        write_private(directory / _SLOT, slot.needle)  # before the claim: a restart finds it
+        with contextlib.suppress(OSError):  # the slot keeps writing to it, under its new name
+            if not (directory / "recorder.log").exists():
+                os.replace(slot.directory / "recorder.log", directory / "recorder.log")
+        reply = await self.pool.claim(slot, self._http, {
+            "task": task.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "workDir": str(directory / "work"), "statusFile": str(directory / "status.json"),
+            "env": env})
+        if reply is None:
+            (directory / _SLOT).unlink()
+            return False
+        write_private(directory / "port", str(slot.port))
+        self._procs[row.task_id] = slot.proc
+        self.store.set_running(row.task_id, slot.proc.pid)
+        self.store.set_status(row.task_id, row.status.model_copy(
+            update={"message": "starting (warm slot)"}))
+        logs.event(log, "recorder started", task_id=row.task_id, pid=slot.proc.pid, warm=True)
+        self._watch(row.task_id, slot.proc.pid, slot.proc)
+        return True
+
     def _watch(self, task_id: str, pid: int, proc: asyncio.subprocess.Process | None) -> None:
         self._watchers[task_id] = asyncio.create_task(self._watch_loop(task_id, pid, proc))
 
@@ -450,7 +522,7 @@ class LocalBackend(Backend):
         last_raw = b""
         try:
             while True:
-                exited = (proc.returncode is not None) if proc else not _recorder_alive(pid, task_id)
+                exited = (proc.returncode is not None) if proc else not alive_naming(pid, self._needle(task_id))
                 raw = _read_bytes(status_file)
                 if raw and raw != last_raw:
                     last_raw = raw
@@ -510,8 +582,16 @@ class LocalBackend(Backend):
             self._procs.pop(task_id, None)
 
     def _survivor(self, task_id: str) -> int | None:
-        pids = _task_pids(self.task_dir(task_id) / "task.json")
+        pids = pids_naming(self._needle(task_id))
         return min(pids) if pids else None
+
+    def _needle(self, task_id: str) -> str:
+        """What only the task's recorder processes have on their command line: the task file
+        (cold), or the work dir of the warm slot that claimed it (its `_SLOT` marker)."""
+        directory = self.task_dir(task_id)
+        with contextlib.suppress(OSError):
+            return (directory / _SLOT).read_text().strip() or str(directory / "task.json")
+        return str(directory / "task.json")
 
     def _complete(self, status: RecorderStatus, row: TaskRow) -> RecorderStatus:
         """Fill what the recorder may not know (create time, restarts) from our row."""
@@ -576,57 +656,9 @@ class LocalBackend(Backend):
                    task_id=row.task_id, error=code.value, reason=message)
 
 
-# ---------------------------------------------------------------- process helpers
-
-
-def _running(proc: psutil.Process) -> bool:
-    """Still running: a zombie has finished, only its parent has not reaped it yet."""
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _recorder_alive(pid: int, task_id: str) -> bool:
-    """True when `pid` runs and is our recorder for `task_id` (guards against pid reuse)."""
-    try:
-        proc = psutil.Process(pid)
-        return _running(proc) and task_id in "\0".join(proc.cmdline())
-    except psutil.Error:
-        return False
-
-
 def _task_pids(task_file: Path) -> list[int]:
-    """Live processes whose command line names this task file (the recorder and its fork)."""
-    needle = str(task_file)
-    return [proc.pid for proc in psutil.process_iter(["cmdline"])
-            if needle in "\0".join(proc.info["cmdline"] or ()) and _running(proc)]
-
-
-async def terminate_pids(pids: set[int], grace: float = 10.0) -> None:
-    """SIGTERM each process group, then SIGKILL what is left after `grace` seconds."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = asyncio.get_running_loop().time() + grace
-    remaining = set(pids)
-    while remaining and asyncio.get_running_loop().time() < deadline:
-        remaining = {p for p in remaining if _pid_exists(p)}
-        await asyncio.sleep(0.1)
-    for pid in remaining:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        return _running(psutil.Process(pid))
-    except psutil.NoSuchProcess:
-        return False
+    """Live processes whose command line names this task file (a cold recorder and its fork)."""
+    return pids_naming(str(task_file))
 
 
 def _read_bytes(path: Path) -> bytes:
