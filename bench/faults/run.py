@@ -364,7 +364,8 @@ class LocalRig:
         self.proc = subprocess.Popen(
             [*self.wrap, sys.executable, "-m", "webrecord.adapter", "serve", "--no-auth", "--port",
              "0", "--port-file", str(port_file), "--state-dir", str(self.state),
-             "--max-concurrent", "1"],
+             # No warm slot: the faults pick their victims by process name (one Chromium).
+             "--max-concurrent", "1", "--warm-slots", "0"],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + 60
         while not port_file.exists() or not port_file.read_text().strip():
