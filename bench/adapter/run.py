@@ -14,6 +14,11 @@ so absolute numbers are a floor; the ratio is the comparable figure.
 Start-to-first-frame: from sending Start to (a) the Start reply, (b) Describe reporting
 `recording`, (c) the first segment file on disk holding encoded bytes. Each run Cancels the task
 afterwards and waits for `finished`.
+
+Warm pool (bench/adapter/warm.py, `--warm-runs N`, `--only-warm`): Start request -> first
+recorded page frame read from the delivered video's clock band, with a warm slot and cold (the
+baseline) interleaved; the steps in between from the recorders' logs; a Pause 1.5 s after
+Start; an idle slot's CPU and memory.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def populate(state: Path, count: int, owner: str) -> list[str]:
 
 
 class Serve:
-    def __init__(self, root: Path, keys: Path | None) -> None:
+    def __init__(self, root: Path, keys: Path | None, extra: tuple[str, ...] = ()) -> None:
         self.root = root
         auth_args = ["--auth-keys", str(keys)] if keys else ["--no-auth"]
         port_file = root / "port"
@@ -82,9 +87,10 @@ class Serve:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "webrecord.adapter", "serve", "--port", "0", "--port-file",
              str(port_file), "--state-dir", str(root / "state"), *auth_args,
-             "--max-concurrent", "1"],
+             "--max-concurrent", "1", *extra],
             stdout=self.log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, WEBRECORD_LOG_LEVEL="WARNING"),
+            # The warm/cold rows read the recorders' info lines (where the time goes).
+            env=dict(os.environ, WEBRECORD_LOG_LEVEL="INFO" if extra else "WARNING"),
         )
         deadline = time.monotonic() + 30
         while not port_file.exists():
@@ -227,6 +233,67 @@ def page_server() -> tuple[str, http.server.ThreadingHTTPServer]:
 # ---------------------------------------------------------------- report
 
 
+def measure_warm(root: Path, runs: int) -> tuple[dict, dict, dict]:
+    """Warm slot and cold starts, interleaved so load from others falls on both alike."""
+    import warm
+    from recbench.server import PageServer
+
+    results: dict[str, list[dict]] = {"warm": [], "cold": []}
+    servers: dict[str, Serve] = {}
+    for kind in results:
+        (root / kind).mkdir()
+        servers[kind] = Serve(root / kind, None, ("--warm-slots", "1" if kind == "warm" else "0"))
+    cost = {}
+    try:
+        with PageServer() as pages:
+            for i in range(runs):
+                for kind, serve in servers.items():
+                    results[kind].append(warm.one_run(warm.Api(serve.url), pages,
+                                                      root / kind / "state", f"{kind}-{i}",
+                                                      kind == "warm"))
+            warm.wait_slot(warm.Api(servers["warm"].url))
+            cost = warm.idle_cost(root / "warm" / "state")
+    finally:
+        for serve in servers.values():
+            serve.stop()
+    return warm.summary(results["warm"]), warm.summary(results["cold"]), cost
+
+
+def print_warm(hot: dict, cold: dict, cost: dict) -> None:
+    print(f"\nStart request -> first recorded page frame (HTTP protocol, local backend, 1280x720, "
+          f"frames page; read from the video's clock band), {hot['n']} warm and {cold['n']} cold "
+          f"starts interleaved; baseline: cold spawn, same run\n")
+    print(f"| {'start':<28} | {'p50 s':>6} | {'p95 s':>6} | {'min s':>6} | {'max s':>6} | "
+          f"{'p50 vs cold':>11} | {'target':<22} |")
+    print(f"|{'-' * 30}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 8}|{'-' * 13}|{'-' * 24}|")
+    for name, r, target in (("warm slot", hot, "p50 <= 1.0, p95 <= 1.5"), ("cold spawn (baseline)", cold, "")):
+        verdict = ""
+        if target:
+            verdict = "pass" if r["p50"] <= 1.0 and r["p95"] <= 1.5 else "FAIL"
+        print(f"| {name:<28} | {r['p50']:>6.3f} | {r['p95']:>6.3f} | {r['min']:>6.3f} | {r['max']:>6.3f} | "
+              f"{r['p50'] / cold['p50']:>10.2f}x | {(target + ': ' + verdict) if target else '':<22} |")
+    print(f"\nWhere the time goes (median s after sending Start)\n")
+    print(f"| {'step':<36} | {'warm':>6} | {'cold':>6} |")
+    print(f"|{'-' * 38}|{'-' * 8}|{'-' * 8}|")
+    rows = [("Start reply", hot["reply"], cold["reply"])]
+    rows.append(("slot claimed / recorder listening", hot["steps"].get("slot claimed"),
+                 cold["steps"].get("control endpoint listening")))
+    for key, label in (("page loaded", "page loaded"), ("segment started", "ffmpeg spawned")):
+        rows.append((label, hot["steps"].get(key), cold["steps"].get(key)))
+    rows.append(("first recorded page frame (p50)", hot["p50"], cold["p50"]))
+    for label, a, b in rows:
+        fa = f"{a:>6.3f}" if a is not None else f"{'-':>6}"
+        fb = f"{b:>6.3f}" if b is not None else f"{'-':>6}"
+        print(f"| {label:<36} | {fa} | {fb} |")
+    print(f"\nPause sent 1.5 s after Start: accepted {hot['pause_accepted']}/{len(hot['pauses'])} warm, "
+          f"{cold['pause_accepted']}/{len(cold['pauses'])} cold (refusals: "
+          f"{sorted(set(p for p in hot['pauses'] + cold['pauses'] if p != 'accepted')) or 'none'})")
+    if cost:
+        print(f"\nIdle warm slot (1280x720, {cost['processes']} processes), 10 s: "
+              f"{cost['cpu_s_per_s']:.3f} CPU s/s, PSS {cost['pss_mib']:.0f} MiB "
+              f"(RSS summed {cost['rss_mib']:.0f} MiB)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
@@ -234,6 +301,10 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--latency-runs", type=int, default=3)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--warm-runs", type=int, default=5,
+                        help="Start -> first recorded page frame, warm slot and cold (0: skip)")
+    parser.add_argument("--only-warm", action="store_true",
+                        help="only the warm/cold start rows (no throughput, no old latency table)")
     parser.add_argument("--keep", action="store_true", help="keep the state dir")
     args = parser.parse_args()
 
@@ -243,6 +314,13 @@ def main() -> int:
     rows: dict[str, dict] = {}
     latency: list[dict] = []
     page = None
+    if args.only_warm:
+        try:
+            print_warm(*measure_warm(root, args.warm_runs))
+        finally:
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
+        return 0
     try:
         # Auth off: the baseline and the bare Describe path.
         (root / "open").mkdir()
@@ -280,6 +358,13 @@ def main() -> int:
     for name, r in rows.items():
         print(f"| {name:<30} | {r['rps']:>8.0f} | {r['rps'] / base:>10.2f}x | {r['p50_ms']:>7.2f} | "
               f"{r['p99_ms']:>7.2f} | {r['errors']:>6} |")
+    if args.warm_runs:
+        root = Path(tempfile.mkdtemp(prefix="wr-bench-warm-"))
+        try:
+            print_warm(*measure_warm(root, args.warm_runs))
+        finally:
+            if not args.keep:
+                shutil.rmtree(root, ignore_errors=True)
     if latency:
         print(f"\nStart to first frame through the API (1280x720, local backend), {len(latency)} runs\n")
         print(f"| {'from sending Start to':<40} | {'median s':>8} | {'min s':>6} | {'max s':>6} |")
