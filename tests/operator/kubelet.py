@@ -5,6 +5,7 @@ exactly the pod's command, args, env and mounted files and reports its status th
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,8 @@ class Kubelet:
                         content = json.dumps(task)
                     (path / item["path"]).write_text(content)
         env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LANG": "C.UTF-8"}
+        if "PYTHONPATH" in os.environ:  # the image's code is the code under test
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.update({e["name"]: e["value"] for e in container["env"]})
         log = open(self.log, "wb")
         self.proc = subprocess.Popen([*container["command"], *container["args"]], env=env,
@@ -146,6 +150,32 @@ def _healthy(port: int) -> bool:
 
 
 BUCKET = "e2e-videos"
+
+
+@contextlib.contextmanager
+def supervised(kubelet: Kubelet, kube: Kube, task: str) -> Iterator[None]:
+    """The recorder's log and the task's status on failure; the recorder process ended after."""
+    try:
+        yield
+    except BaseException:
+        sys.stderr.write(f"--- recorder log ---\n{kubelet.log.read_text(errors='replace')[-8000:]}\n")
+        sys.stderr.write(f"--- status ---\n{json.dumps(kube.status(task), indent=1)}\n")
+        raise
+    finally:
+        kubelet.kill()
+
+
+def delivered_video(status: dict[str, Any], endpoint: str, prefix: str,
+                    min_seconds: float) -> dict[str, Any]:
+    """The task's one video: a result without error, and that file in the bucket."""
+    result = status["result"]
+    assert "errorCode" not in result, result
+    [video] = result["videos"]
+    assert video["fileSize"] > 10_000 and video["fileDuration"] >= min_seconds
+    head = s3(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    keys = {o["Key"]: o["Size"] for o in head.get("Contents", [])}
+    assert any(size == video["fileSize"] for size in keys.values()), keys
+    return video
 
 
 @pytest.fixture

@@ -79,6 +79,7 @@ def test_default_render_is_least_privilege(helm: str) -> None:
     assert env["WEBRECORD_OPERATOR_NAMESPACES"] == '["wr"]'
     assert env["WEBRECORD_OPERATOR_RECORDER_IMAGE"] == "webrecord/recorder:0.1.0"
     assert env["WEBRECORD_OPERATOR_MAX_CONCURRENT"] == "20"
+    assert env["WEBRECORD_OPERATOR_STANDBY_PODS"] == "0"  # off unless asked
     # The recorder pods' requests come from the measured cost, which the settings read back.
     cost_env = {k: v for k, v in env.items() if k.startswith("WEBRECORD_COST_")}
     assert cost_env == {"WEBRECORD_COST_CPU_BASE_CORES": "0.154",
@@ -132,7 +133,7 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
         "recorder.segmentSeconds=6", "recorder.segmentBucket=segs",
         "recorder.deliveryRetrySeconds=120", "recorder.env.WEBRECORD_DELIVERY_RETRY_S=30",
         "egress.podCIDRs={10.244.0.0/16}", "egress.serviceCIDRs={10.96.0.0/12}",
-        "egress.denyPrivate=true",
+        "egress.denyPrivate=true", "operator.standbyPods=2",
     )
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     op_env = env_of(deployments["rel-webrecord-operator"]["spec"]["template"]["spec"]["containers"][0])
@@ -141,6 +142,9 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
     assert op_env["WEBRECORD_OPERATOR_RESTART_BACKOFF_S"] == "4"
     assert op_env["WEBRECORD_OPERATOR_MAX_WALL_S"] == "7200"
     assert op_env["WEBRECORD_OPERATOR_FINISH_DEADLINE_S"] == "3600"
+    # Standby pods in the first watched namespace unless told.
+    assert op_env["WEBRECORD_OPERATOR_STANDBY_PODS"] == "2"
+    assert op_env["WEBRECORD_OPERATOR_STANDBY_NAMESPACE"] == "wr"
     # The operator judges callbacks with the same egress policy as the recorders.
     assert op_env["WEBRECORD_EGRESS_POD_CIDRS"] == '["10.244.0.0/16"]'
     recorder_env = json.loads(op_env["WEBRECORD_OPERATOR_RECORDER_ENV"])
@@ -266,6 +270,7 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
     with kube.cp.namespace("other") as other:
         sa = kube.cp.service_account_kubeconfig(ns, "rel-webrecord-operator")
         assert _can(kube, sa, "create", "pods", "-n", ns)
+        assert _can(kube, sa, "patch", "pods", "-n", ns)  # claiming a standby pod
         assert _can(kube, sa, "patch", "webrecordings.webrecord.io", "--subresource=status", "-n", ns)
         assert _can(kube, sa, "update", "webrecordings.webrecord.io", "--subresource=finalizers", "-n", ns)
         assert _can(kube, sa, "get", "secrets", "-n", ns)
@@ -288,12 +293,19 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
 
     # The operator with exactly the chart's permissions, peering through the chart's KopfPeering.
     op = start_operator(["--namespace", ns], kubeconfig=sa,
-                        WEBRECORD_OPERATOR_STORAGE_SECRET="rel-webrecord-storage")
+                        WEBRECORD_OPERATOR_STORAGE_SECRET="rel-webrecord-storage",
+                        WEBRECORD_OPERATOR_STANDBY_PODS="1")
     kube.apply(recording("charted"))
     wait_for(lambda: kube.status("charted").get("podName"), 60, "the operator (chart RBAC) to act")
     pod = kube.get("pod", "charted-recorder")
     storage = next(v for v in pod["spec"]["volumes"] if v.get("secret", {}).get("secretName") == "rel-webrecord-storage")
     assert any(m["name"] == storage["name"] for m in pod["spec"]["containers"][0]["volumeMounts"])
+    # The standby pool with the chart's rights: a pod and its token Secret (none is ready
+    # without a kubelet, so the task above took its own pod).
+    standby = wait_for(lambda: json.loads(kube.kubectl(
+        "get", "pods", "-l", "webrecord.io/standby=true", "-o", "json").stdout)["items"], 30,
+        "a standby pod")
+    assert kube.get("secret", standby[0]["metadata"]["name"])
     peering = kube.get("kopfpeering", "webrecord")
     assert peering.get("status"), "the operator did not announce itself in the KopfPeering"
     assert "Forbidden" not in op.log() and "403" not in op.log()

@@ -10,7 +10,6 @@ callback in a loopback HTTP receiver.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from opkit import Kube, recording, wait_for
-from kubelet import BUCKET, Kubelet, s3
+from kubelet import BUCKET, Kubelet, delivered_video, s3, supervised
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -34,7 +33,7 @@ def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_r
     ))
     wait_for(lambda: kube.get("pod", "e2e-recorder"), 30, "the recorder pod")
     kubelet = Kubelet(kube, "e2e-recorder")
-    try:
+    with supervised(kubelet, kube, "e2e"):
         kubelet.start()
         kube.wait_phase("e2e", "recording", timeout=60)
         time.sleep(1.5)
@@ -57,20 +56,8 @@ def test_record_through_the_operator(kube: Kube, start_operator: Any, callback_r
         kube.patch_spec("e2e", {"action": "Stop", "actionSeq": 5})
         assert kubelet.report_exit(timeout=120) == 0
         status = kube.wait_phase("e2e", "finished", timeout=60)
-    except BaseException:
-        sys.stderr.write(f"--- recorder log ---\n{kubelet.log.read_text(errors='replace')[-8000:]}\n")
-        sys.stderr.write(f"--- status ---\n{json.dumps(kube.status('e2e'), indent=1)}\n")
-        raise
-    finally:
-        kubelet.kill()
 
-    result = status["result"]
-    assert "errorCode" not in result, result
-    [video] = result["videos"]
-    assert video["fileSize"] > 10_000 and video["fileDuration"] >= 2.0
-    head = s3(moto).list_objects_v2(Bucket=bucket, Prefix="e2e/")
-    keys = {o["Key"]: o["Size"] for o in head.get("Contents", [])}
-    assert any(size == video["fileSize"] for size in keys.values()), keys
+    video = delivered_video(status, moto, "e2e/", 2.0)
     for name in ("createTime", "startTime", "stopTime", "finishTime"):
         assert status[name] > 0, name
     assert status["recordedSeconds"] >= 2.0

@@ -159,3 +159,72 @@ def test_active_deadline_backs_up_the_time_limits() -> None:
     # Defaults: a 10-hour recording (the protocol's maximum) has an hour to package and upload.
     default = OperatorSettings()
     assert default.max_wall_s >= 36000 and default.finish_deadline_s >= 3600
+
+
+# ---- standby pods ---------------------------------------------------------------------------
+STANDBY_SETTINGS = dict(storage_secret="storage", chromium_sandbox=True,
+                        seccomp_profile="webrecord/chromium.json", namespaces=["rec"],
+                        standby_pods=2)
+
+
+def test_standby_pod_is_the_install_wide_recorder_pod_without_a_task() -> None:
+    """Same image, security, env, storage mount and default-size resources as a task's pod of
+    the default size; no task file, the standby command, its own token; no time limit while
+    idle; labelled standby, no task label and no owner (no WebRecording holds it)."""
+    settings = OperatorSettings(**STANDBY_SETTINGS)
+    cold = podlib.build_pod({**OWNER, "spec": {"recordUrl": "https://example.test/"}}, settings)
+    warm = podlib.build_standby_pod("webrecord-standby-ab12cd34", "rec", settings)
+    for key in ("image", "securityContext", "resources", "env", "ports", "readinessProbe"):
+        assert _container(warm)[key] == _container(cold)[key], key
+    assert warm["spec"]["securityContext"] == cold["spec"]["securityContext"]
+    assert warm["spec"]["securityContext"]["seccompProfile"]["type"] == "Localhost"
+    mounts = {m["name"] for m in _container(warm)["volumeMounts"]}
+    assert mounts == {m["name"] for m in _container(cold)["volumeMounts"]} - {"task"}
+    assert "storage" in mounts
+    volumes = {v["name"]: v for v in warm["spec"]["volumes"]}
+    assert volumes["token"]["secret"]["secretName"] == "webrecord-standby-ab12cd34"
+    args = _container(warm)["args"]
+    assert args[:2] == ["recorder-pod", "--standby"] and "--task" not in args
+    assert args[args.index("--width") + 1] == "1280" and args[args.index("--height") + 1] == "720"
+    assert "activeDeadlineSeconds" not in warm["spec"]
+    meta = warm["metadata"]
+    assert meta["labels"][podlib.STANDBY_LABEL] == "true"
+    assert "webrecord.io/task" not in meta["labels"] and "ownerReferences" not in meta
+
+
+@pytest.mark.parametrize("spec, claims", [
+    ({}, True),
+    ({"width": 1920, "height": 1080}, False),
+    ({"output": {"video": {"frameRate": 60}}}, False),
+    ({"output": {"video": {"muxer": "hls", "encryptKey": "00112233445566778899AABBCCDDEEFF"}}},
+     True),
+])
+def test_only_tasks_of_the_standby_resources_claim(spec: dict, claims: bool) -> None:
+    settings = OperatorSettings(**STANDBY_SETTINGS)
+    task = podlib.recording_task({**OWNER, "spec": {"recordUrl": "https://e.test/", **spec}}, 1)
+    assert (podlib.claimable(task.spec, settings) is None) is claims
+
+
+def test_claim_patch_moves_the_pod_from_the_pool_to_the_task() -> None:
+    settings = OperatorSettings(**STANDBY_SETTINGS)
+    pod = {"metadata": {"name": "webrecord-standby-1", "resourceVersion": "77"},
+           "status": {"startTime": "2026-01-01T00:00:00Z"}}
+    spec = podlib.recording_task(OWNER, 1).spec
+    now = 1767225600 + 3600  # an hour after the pod started
+    ops = {op["path"]: op for op in podlib.claim_patch(pod, OWNER, spec, settings, now)}
+    assert ops["/metadata/resourceVersion"] == {"op": "test", "path": "/metadata/resourceVersion",
+                                                "value": "77"}
+    assert ops["/metadata/labels/webrecord.io~1standby"]["op"] == "remove"
+    assert ops["/metadata/labels/webrecord.io~1task"]["value"] == "demo"
+    [ref] = ops["/metadata/ownerReferences"]["value"]
+    assert ref["uid"] == "1234-uid" and ref["controller"] is True
+    # Counted from the pod's start: the idle hour does not eat the task's time.
+    assert ops["/spec/activeDeadlineSeconds"]["value"] == 3601 + podlib.active_deadline(
+        spec, settings)
+
+
+def test_standby_needs_a_namespace() -> None:
+    with pytest.raises(ValueError, match="standby_namespace: required"):
+        OperatorSettings(standby_pods=1)
+    assert OperatorSettings(standby_pods=1, standby_namespace="pool").pool_namespace == "pool"
+    assert OperatorSettings(standby_pods=1, namespaces=["a", "b"]).pool_namespace == "a"

@@ -44,6 +44,18 @@ class Kube(KubeClient):
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call_json((404,), self.core.read_namespaced_pod, name, namespace)
 
+    async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        found = await self._call_json((), self.core.list_namespaced_pod, namespace,
+                                      label_selector=label_selector)
+        return (found or {}).get("items") or []
+
+    async def patch_pod(self, namespace: str, name: str,
+                        ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """JSON patch (RFC 6902) of a pod; None when it is gone (404) or a `test` op failed
+        (409/422: it changed since it was read)."""
+        return await self._call_json((404, 409, 422), self.core.patch_namespaced_pod, name,
+                                     namespace, ops, _content_type="application/json-patch+json")
+
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         secret = await self._call_json((404,), self.core.read_namespaced_secret, name, namespace)
         if secret is None:

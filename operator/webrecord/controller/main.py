@@ -15,6 +15,7 @@ from webrecord.controller.kube import Kube
 from webrecord.controller.recorder_client import RecorderClient
 from webrecord.controller.runtime import Runtime
 from webrecord.controller.settings import OperatorSettings
+from webrecord.controller.standby import StandbyPool
 from webrecord.logs import event
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,13 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
         expiry=Expiry(kube.delete_recording),
     )
     memo["expiry_task"] = asyncio.create_task(rt.expiry.run())
+    if own.pool_namespace:
+        pool = StandbyPool(own, kube, rt.recorders)
+        if own.standby_pods:
+            rt.pool = pool
+            memo["pool_task"] = asyncio.create_task(pool.run())
+        else:
+            memo["pool_task"] = asyncio.create_task(_quietly(pool.remove_all()))
     if own.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -81,11 +89,20 @@ async def _startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
           priority=settings.peering.priority)
 
 
+async def _quietly(job: Any) -> None:
+    try:
+        await job
+    except Exception as exc:  # noqa: BLE001 - leftover standby pods are only a cost
+        event(log, "standby pods of an earlier pool not removed", logging.WARNING,
+              error=f"{exc.__class__.__name__}: {exc}")
+
+
 @kopf.on.cleanup()
 async def _cleanup(memo: kopf.Memo, **_: Any) -> None:
-    expiring: asyncio.Task | None = memo.get("expiry_task")
-    if expiring is not None:
-        expiring.cancel()
+    for name in ("expiry_task", "pool_task"):
+        running: asyncio.Task | None = memo.get(name)
+        if running is not None:
+            running.cancel()
     metrics_server = memo.get("metrics_server")
     if metrics_server is not None:
         metrics_server.shutdown()

@@ -16,6 +16,7 @@ from webrecord.api.cost import CostModel
 from webrecord.api.models import RecordingSpec, RecordingTask
 from webrecord.api.resource import (
     API_VERSION,
+    GROUP,
     KIND,
     LABEL_COMPONENT,
     LABEL_MANAGED_BY,
@@ -35,6 +36,12 @@ TOKEN_KEY = "token"
 def recorder_name(task_id: str) -> str:
     """Name of both the pod and the secret of a task (the CRD caps task names at 52 chars)."""
     return f"{task_id}-recorder"
+
+
+def task_pod_name(task_id: str, status: dict[str, Any] | None) -> str:
+    """The task's recorder pod: `status.podName` (a claimed standby pod keeps its own name),
+    else the name of the pod the operator makes for it."""
+    return (status or {}).get("podName") or recorder_name(task_id)
 
 
 def labels(task_id: str) -> dict[str, str]:
@@ -186,15 +193,108 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
               extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     name = owner["metadata"]["name"]
     spec = RecordingSpec.model_validate(owner["spec"])
+    manifest = _pod(_recorder_metadata(owner), settings, spec, recorder_args(settings),
+                    recorder_name(name), extra_env)
+    manifest["spec"]["activeDeadlineSeconds"] = active_deadline(spec, settings)
+    return manifest
+
+
+# ---- standby pods (docs/contracts.md section 3, "Standby pods") ---------------------------
+STANDBY_LABEL = f"{GROUP}/standby"
+STANDBY_PREFIX = "webrecord-standby-"
+
+
+def standby_spec() -> RecordingSpec:
+    """What a standby pod is sized for: a task of the default size, frame rate and audio."""
+    return RecordingSpec.model_validate({"recordUrl": "https://standby.invalid/"})
+
+
+def standby_labels() -> dict[str, str]:
+    # The recorder labels minus the task: the pod watch sees it, no task claims it by label.
+    return {"app.kubernetes.io/name": "webrecord", LABEL_COMPONENT: "recorder",
+            LABEL_MANAGED_BY: MANAGED_BY, STANDBY_LABEL: "true"}
+
+
+def new_standby_name() -> str:
+    return STANDBY_PREFIX + secrets.token_hex(4)
+
+
+def standby_args(settings: OperatorSettings) -> list[str]:
+    spec = standby_spec()
+    return [
+        "recorder-pod", "--standby",
+        "--work-dir", settings.work_dir,
+        "--control-host", "0.0.0.0",
+        "--control-port", str(settings.control_port),
+        "--token-file", paths(settings)["token_file"],
+        "--width", str(spec.width), "--height", str(spec.height),
+    ]
+
+
+def build_standby_pod(pod_name: str, namespace: str, settings: OperatorSettings) -> dict[str, Any]:
+    """An idle recorder of the install-wide settings (image, security, storage secret, the
+    default size's resources), waiting for POST /claim. No activeDeadlineSeconds while idle:
+    the claim sets it (counted from the pod's start)."""
+    meta = {"name": pod_name, "namespace": namespace, "labels": standby_labels()}
+    return _pod(meta, settings, standby_spec(), standby_args(settings), pod_name, None,
+                task_secret=False)
+
+
+def build_standby_secret(pod: dict[str, Any], token: str) -> dict[str, Any]:
+    """The standby pod's token, owned by the pod (garbage collected with it)."""
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                     "labels": standby_labels(),
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
+                                          "uid": meta["uid"], "blockOwnerDeletion": False}]},
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def claimable(spec: RecordingSpec, settings: OperatorSettings) -> str | None:
+    """Why a task cannot take a standby pod (None when it can). Everything per task travels in
+    the claim (the task, HLS key included) except the pod's resources, which a running pod
+    cannot change: another size, frame rate or audio-only costs other requests."""
+    if resources(spec, settings) != resources(standby_spec(), settings):
+        return "its resources differ from a standby pod's (another size, frame rate or audio-only)"
+    return None
+
+
+def claim_patch(pod: dict[str, Any], owner: dict[str, Any], spec: RecordingSpec,
+                settings: OperatorSettings, now: float) -> list[dict[str, Any]]:
+    """JSON patch that makes a standby pod the task's recorder pod: out of the pool, labelled
+    with the task and owned by its WebRecording (deleted with it, found by the pod watch), and
+    the task's time limit from now. Fails (the `test`) when the pod changed since it was seen:
+    another claim or a deletion won."""
+    from webrecord.controller.status import parse_rfc3339
+
+    meta = pod["metadata"]
+    started = parse_rfc3339((pod.get("status") or {}).get("startTime")) or now
+    deadline = int(max(0.0, now - started)) + 1 + active_deadline(spec, settings)
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+        {"op": "remove", "path": "/metadata/labels/" + STANDBY_LABEL.replace("/", "~1")},
+        {"op": "add", "path": "/metadata/labels/" + LABEL_TASK.replace("/", "~1"),
+         "value": owner["metadata"]["name"]},
+        {"op": "add", "path": "/metadata/ownerReferences", "value": [owner_reference(owner)]},
+        {"op": "add", "path": "/spec/activeDeadlineSeconds", "value": deadline},
+    ]
+
+
+def _pod(meta: dict[str, Any], settings: OperatorSettings, spec: RecordingSpec,
+         args: list[str], secret: str, extra_env: dict[str, str] | None,
+         task_secret: bool = True) -> dict[str, Any]:
+    """The recorder pod shared by a task's own pod and a standby pod."""
     res = resources(spec, settings)
     p = paths(settings)
-    secret = recorder_name(name)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": settings.recorder_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["webrecord"],
-        "args": recorder_args(settings),
+        "args": args,
         "env": recorder_env(settings) + [{"name": k, "value": v}
                                          for k, v in (extra_env or {}).items()],
         "ports": [{"name": "control", "containerPort": settings.control_port, "protocol": "TCP"}],
@@ -215,7 +315,6 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [
-            {"name": "task", "mountPath": p["task_dir"], "readOnly": True},
             {"name": "token", "mountPath": p["token_dir"], "readOnly": True},
             {"name": "data", "mountPath": settings.work_dir},
             {"name": "tmp", "mountPath": settings.tmp_dir},
@@ -233,7 +332,6 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 60,
-        "activeDeadlineSeconds": active_deadline(spec, settings),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RECORDER_UID,
@@ -243,14 +341,6 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
         },
         "containers": [container],
         "volumes": [
-            {
-                "name": "task",
-                "secret": {
-                    "secretName": secret,
-                    "items": [{"key": TASK_KEY, "path": TASK_KEY}],
-                    "defaultMode": 0o440,
-                },
-            },
             {
                 "name": "token",
                 "secret": {
@@ -264,6 +354,12 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": res["shm"]}},
         ],
     }
+    if task_secret:
+        container["volumeMounts"].insert(0, {"name": "task", "mountPath": p["task_dir"],
+                                             "readOnly": True})
+        pod_spec["volumes"].insert(0, {"name": "task", "secret": {
+            "secretName": secret, "items": [{"key": TASK_KEY, "path": TASK_KEY}],
+            "defaultMode": 0o440}})
     if settings.storage_secret:
         pod_spec["volumes"].append({"name": "storage", "secret": {
             "secretName": settings.storage_secret, "defaultMode": 0o440}})
@@ -275,9 +371,4 @@ def build_pod(owner: dict[str, Any], settings: OperatorSettings,
         pod_spec["priorityClassName"] = settings.priority_class
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _recorder_metadata(owner),
-        "spec": pod_spec,
-    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}

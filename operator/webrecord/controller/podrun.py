@@ -104,7 +104,7 @@ def _wait_reaping(pid: int) -> int:
 
 # The recorder's options (docs/contracts.md section 1), passed through unchanged.
 _PASSED = ("--task", "--work-dir", "--control-host", "--control-port", "--token-file",
-           "--status-file", "--port-file")
+           "--status-file", "--port-file", "--width", "--height")
 
 
 def register(subparsers: Any) -> None:
@@ -113,12 +113,17 @@ def register(subparsers: Any) -> None:
         help="run the recorder and report its final status as the pod's termination message",
     )
     for flag in _PASSED:
-        parser.add_argument(flag, required=flag in ("--task", "--work-dir"))
+        parser.add_argument(flag, required=flag == "--work-dir")
+    # A standby pod: the recorder waits for POST /claim (its status file is the same).
+    parser.add_argument("--standby", action="store_true")
     parser.set_defaults(func=_run_args)
 
 
 def _run_args(args: argparse.Namespace) -> int:
-    passed: list[str] = []
+    if bool(args.task) == args.standby:
+        print("recorder-pod: exactly one of --task and --standby is required", file=sys.stderr)
+        return 2
+    passed: list[str] = ["--standby"] if args.standby else []
     for flag in _PASSED:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:

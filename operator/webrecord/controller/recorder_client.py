@@ -40,17 +40,30 @@ class RecorderClient:
     def _headers(token: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def status(self, base: str, token: str | None) -> RecorderStatus:
+    async def _status_reply(self, method: str, base: str, path: str, token: str | None,
+                            **kwargs: object) -> RecorderStatus:
+        """A route that answers 200 with a RecorderStatus; anything else raises."""
         try:
-            async with self._http().get(f"{base}/status", headers=self._headers(token)) as resp:
+            async with self._http().request(method, f"{base}{path}",
+                                            headers=self._headers(token), **kwargs) as resp:
                 body = await resp.text()
                 if resp.status != 200:
-                    raise RecorderUnreachable(f"GET /status answered HTTP {resp.status}: {body[:200]}")
+                    raise RecorderUnreachable(f"{method} {path} answered HTTP {resp.status}: {body[:200]}")
                 return RecorderStatus.model_validate_json(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RecorderUnreachable(f"GET {base}/status: {exc.__class__.__name__}: {exc}") from exc
+            raise RecorderUnreachable(f"{method} {base}{path}: {exc.__class__.__name__}: {exc}") from exc
         except ValueError as exc:
-            raise RecorderUnreachable(f"GET {base}/status: unreadable status: {exc}") from exc
+            raise RecorderUnreachable(f"{method} {base}{path}: unreadable status: {exc}") from exc
+
+    async def status(self, base: str, token: str | None) -> RecorderStatus:
+        return await self._status_reply("GET", base, "/status", token)
+
+    async def claim(self, base: str, token: str | None, body: dict[str, object],
+                    timeout_s: float) -> RecorderStatus:
+        """POST /claim to a standby recorder: its task's status once the task runs. Any other
+        answer (400, 409 AlreadyClaimed, 503 SlotUnusable) raises RecorderUnreachable."""
+        return await self._status_reply("POST", base, "/claim", token, json=body,
+                                        timeout=aiohttp.ClientTimeout(total=timeout_s))
 
     async def control(
         self, base: str, token: str | None, action: Action, seq: int | None

@@ -72,7 +72,7 @@ async def recorder_gone(
     if pod is not None:
         # The old pod object holds the name: remove it (it has ended, nothing to wait for).
         if not (pod.get("metadata") or {}).get("deletionTimestamp"):
-            await rt.kube.delete_pod(namespace, podlib.recorder_name(name), grace_s=0)
+            await rt.kube.delete_pod(namespace, pod["metadata"]["name"], grace_s=0)
         return False
     if now < lost_at + wait:
         return False
@@ -89,6 +89,7 @@ async def recorder_gone(
     kopf.event(body, type="Warning", reason="RecorderRestarted", message=message)
     event(log, "recorder replaced", logging.WARNING, task=name, restarts=restarts + 1)
     apply(patch, {
+        "podName": manifest["metadata"]["name"],  # a claimed standby pod had its own name
         "restarts": restarts + 1,
         "message": message,
         "conditions": st.with_condition(status.get("conditions"), st.COND_POD, False,

@@ -16,6 +16,7 @@ from webrecord.controller.kube import Kube
 from webrecord.controller.pod import TOKEN_KEY, recorder_name
 from webrecord.controller.recorder_client import RecorderClient
 from webrecord.controller.settings import OperatorSettings
+from webrecord.controller.standby import StandbyPool
 
 Key = tuple[str, str]  # (namespace, task name)
 _GONE: dict[str, Any] = {"gone": True}
@@ -32,6 +33,7 @@ class Runtime:
     lost_since: dict[Key, float] = field(default_factory=dict)  # recorder gone, not replaced yet
     reserved: set[Key] = field(default_factory=set)  # pods this process created, maybe unseen
     expiry: Expiry | None = None  # deletion schedule of finished WebRecordings
+    pool: StandbyPool | None = None  # standby recorder pods (standby_pods > 0)
 
     def running(self) -> set[Key]:
         """Tasks whose recorder pod exists and has not ended (for the concurrency limit)."""
@@ -54,6 +56,13 @@ class Runtime:
         if pod is None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             self.reserved.discard(key)
 
+    def pod_deleted(self, key: Key, pod_name: str) -> None:
+        """A pod of the task is gone; only the current one makes the task's recorder gone (a
+        standby pod whose claim failed goes while the task's own pod already runs)."""
+        cached = self.pods.get(key)
+        if cached is None or cached.get("gone") or cached["metadata"]["name"] == pod_name:
+            self.remember_pod(key, None)
+
     def forget(self, key: Key) -> None:
         self.pods.pop(key, None)
         self.reserved.discard(key)
@@ -61,12 +70,14 @@ class Runtime:
         self.unreachable_since.pop(key, None)
         self.lost_since.pop(key, None)
 
-    async def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The task's pod as last seen by the watch; read once from the API when unseen."""
+    async def pod(self, namespace: str, name: str,
+                  pod_name: str | None = None) -> dict[str, Any] | None:
+        """The task's pod as last seen by the watch; read once from the API when unseen
+        (`pod_name`: its status.podName, a claimed standby pod's own name)."""
         key = (namespace, name)
         cached = self.pods.get(key)
         if cached is None:
-            cached = await self.kube.read_pod(namespace, recorder_name(name)) or _GONE
+            cached = await self.kube.read_pod(namespace, pod_name or recorder_name(name)) or _GONE
             self.pods.setdefault(key, cached)
             cached = self.pods[key]
         return None if cached is _GONE or cached.get("gone") else cached

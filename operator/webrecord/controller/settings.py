@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from webrecord.envlist import split_list
@@ -71,6 +71,26 @@ class OperatorSettings(BaseSettings):
     max_concurrent: int = Field(
         0, ge=0, description="Recorder pods at once per operator; more wait queued. 0: no limit"
     )
+    # Standby pods (docs/contracts.md section 3): idle recorders that a new WebRecording claims,
+    # so `kubectl apply` -> first frame skips the pod's start-up.
+    standby_pods: int = Field(
+        0, ge=0, le=100, description="Idle standby recorder pods kept ready; 0: off")
+    standby_namespace: str | None = Field(
+        None, description="Namespace of the standby pods (only WebRecordings there claim one); "
+        "default: the first of `namespaces`")
+    standby_check_s: float = Field(5.0, gt=0, description="How often the pool is checked")
+
+    @model_validator(mode="after")
+    def _standby_home(self) -> "OperatorSettings":
+        if self.standby_pods and not self.pool_namespace:
+            raise ValueError("standby_namespace: required when standby_pods > 0 and the "
+                             "operator watches all namespaces")
+        return self
+
+    @property
+    def pool_namespace(self) -> str | None:
+        return self.standby_namespace or (self.namespaces[0] if self.namespaces else None)
+
     queue_retry_s: float = Field(10.0, gt=0, description="How often a queued task tries again")
 
     # Supervision.

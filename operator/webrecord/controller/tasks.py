@@ -64,9 +64,9 @@ async def finish_task(
     """End a task the recorder cannot end (pod lost, time limit): status, event, callback."""
     namespace = body["metadata"]["namespace"]
     if delete_pod:
-        from webrecord.controller.pod import recorder_name
+        from webrecord.controller.pod import task_pod_name
 
-        await rt.kube.delete_pod(namespace, recorder_name(name), grace_s=10)
+        await rt.kube.delete_pod(namespace, task_pod_name(name, status), grace_s=10)
     now = time.time()
     changes = st.finish(status, code, message, now)
     final = st.merged(status, changes)

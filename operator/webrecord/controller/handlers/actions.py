@@ -39,7 +39,7 @@ async def forward_control(
         kopf.warn(body, reason="ActionRejected",
                   message=f"{action.value} ignored: the task is already finished")
         return
-    pod = await rt.pod(namespace, name)
+    pod = await rt.pod(namespace, name, current.get("podName"))
     base = st.pod_address(pod, rt.settings.control_port) if pod else None
     if base is None:
         event(log, "control waits for the recorder to run", task=name, action=action.value)

@@ -80,24 +80,37 @@ async def create_recorder(
         OPERATOR_QUEUE_WAIT.observe(max(0.0, now - create_time))
     rt.reserved.add(key)
 
-    # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
-    token = podlib.new_token()
-    if await rt.kube.create(podlib.build_secret(body, task, token)) is None:
-        data = await rt.kube.read_secret_data(namespace, podlib.recorder_name(name)) or {}
-        token = data.get(podlib.TOKEN_KEY, "").strip()
-    rt.tokens[(namespace, name)] = token
-    created = await rt.kube.create(pod)
-    if created is not None and key not in rt.pods:
-        rt.remember_pod(key, created)  # the monitor's first look needs no GET
+    claimed = await _claim_standby(rt, body, task, key)
+    if claimed is not None:
+        pod, token = claimed
+        created: dict[str, Any] | None = pod
+        # The task's Secret holds the standby pod's token: every later reader (monitor,
+        # finalizer, a restarted operator, a replacement pod) finds it where it always is.
+        await rt.kube.create(podlib.build_secret(body, task, token))
+        rt.tokens[key] = token
+        rt.remember_pod(key, pod)
+    else:
+        # Idempotent: a second run (after a crash or conflict) finds both objects and reuses them.
+        token = podlib.new_token()
+        if await rt.kube.create(podlib.build_secret(body, task, token)) is None:
+            data = await rt.kube.read_secret_data(namespace, podlib.recorder_name(name)) or {}
+            token = data.get(podlib.TOKEN_KEY, "").strip()
+        rt.tokens[key] = token
+        created = await rt.kube.create(pod)
+        if created is not None and key not in rt.pods:
+            rt.remember_pod(key, created)  # the monitor's first look needs no GET
 
     changes: dict[str, Any] = {
-        "message": f"recorder pod {pod['metadata']['name']} created",
+        "message": f"recorder pod {pod['metadata']['name']} "
+                   + ("(standby) claimed" if claimed else "created"),
         "createTime": create_time,
         "podName": pod["metadata"]["name"],
         "phase": current.get("phase") or Phase.NORMAL.value,
         "conditions": st.with_condition(
-            current.get("conditions"), st.COND_POD, False, "PodCreated",
-            f"recorder pod {pod['metadata']['name']} created, waiting for it to run", now,
+            current.get("conditions"), st.COND_POD, False,
+            "StandbyClaimed" if claimed else "PodCreated",
+            f"recorder pod {pod['metadata']['name']} "
+            + ("(standby) claimed" if claimed else "created, waiting for it to run"), now,
             meta.get("generation"),
         ),
     }
@@ -106,4 +119,16 @@ async def create_recorder(
     apply(patch, changes)
     phase_event(body, current.get("phase"), changes["phase"], f"recorder pod {pod['metadata']['name']}")
     event(log, "recorder pod created" if created else "recorder pod already existed",
-          task=name, namespace=namespace, pod=pod["metadata"]["name"])
+          task=name, namespace=namespace, pod=pod["metadata"]["name"], standby=bool(claimed))
+
+
+async def _claim_standby(rt: Any, body: kopf.Body, task: Any,
+                         key: tuple[str, str]) -> tuple[dict[str, Any], str] | None:
+    """A standby pod running this task, with its token; None: the task takes its own pod."""
+    if rt.pool is None or key in rt.pods:  # no pool, or a second run: the pod exists
+        return None
+    why = rt.pool.refusal(key[0], task)
+    if why is not None:
+        event(log, "no standby pod for this task", task=key[1], reason=why)
+        return None
+    return await rt.pool.claim(dict(body), task)

@@ -38,7 +38,7 @@ async def stop_on_delete(
         token = await rt.token(namespace, name)
         stop_sent = False
         while time.monotonic() < deadline:
-            pod = await rt.pod(namespace, name)
+            pod = await rt.pod(namespace, name, status.get("podName"))
             base = st.pod_address(pod, settings.control_port) if pod else None
             if base is None:
                 return  # never ran, or already ended: nothing to stop

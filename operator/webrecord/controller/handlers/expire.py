@@ -17,17 +17,17 @@ import kopf
 from webrecord.api.models import Phase
 from webrecord.api.resource import GROUP, PLURAL, VERSION
 from webrecord.controller.expiry import expires_at
-from webrecord.controller.pod import recorder_name
+from webrecord.controller.pod import recorder_name, task_pod_name
 from webrecord.controller.runtime import Runtime, runtime
 from webrecord.logs import event
 
 log = logging.getLogger(__name__)
 
 
-async def release(rt: Runtime, namespace: str, name: str) -> None:
+async def release(rt: Runtime, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Delete a finished task's recorder pod and token Secret (both may be gone already)."""
     try:
-        await rt.kube.delete_pod(namespace, recorder_name(name), grace_s=30)
+        await rt.kube.delete_pod(namespace, task_pod_name(name, status), grace_s=30)
         await rt.kube.delete_secret(namespace, recorder_name(name))
     except Exception as exc:  # noqa: BLE001 - garbage collection removes them with the task
         event(log, "pod and secret of a finished task not deleted", logging.WARNING, task=name,
@@ -54,7 +54,7 @@ async def finished_event(
     if key not in rt.expiry.released:
         rt.expiry.released.add(key)
         if status.get("podName"):
-            await release(rt, namespace, name)
+            await release(rt, namespace, name, dict(status))
     at = expires_at(dict(spec), dict(status), rt.settings.ttl_seconds_after_finished)
     if at is None:
         rt.expiry.unschedule(key)

@@ -74,7 +74,7 @@ async def tick(
     current = dict(status)
     key = (namespace, name)
     now = time.time()
-    pod = await rt.pod(namespace, name)
+    pod = await rt.pod(namespace, name, current.get("podName"))
 
     if pod is None:
         if await recorder_gone(rt, body, dict(spec), current, patch, name, namespace,

@@ -20,6 +20,6 @@ async def recorder_pod_event(
         return
     rt = runtime(memo)
     if type == "DELETED":
-        rt.remember_pod((namespace, task), None)
+        rt.pod_deleted((namespace, task), body["metadata"]["name"])
     else:
         rt.remember_pod((namespace, task), dict(body))
