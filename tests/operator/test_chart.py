@@ -132,6 +132,7 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
         "operator.maxRestarts=5", "operator.restartBackoffSeconds=4", "operator.maxWallSeconds=7200",
         "recorder.segmentSeconds=6", "recorder.segmentBucket=segs",
         "recorder.deliveryRetrySeconds=120", "recorder.env.WEBRECORD_DELIVERY_RETRY_S=30",
+        "recorder.live.bufferBytes=1048576",
         "egress.podCIDRs={10.244.0.0/16}", "egress.serviceCIDRs={10.96.0.0/12}",
         "egress.denyPrivate=true", "operator.standbyPods=2",
     )
@@ -151,6 +152,7 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
     assert recorder_env == {
         "WEBRECORD_SEGMENT_SECONDS": "6", "WEBRECORD_SEGMENT_BUCKET": "segs",
         "WEBRECORD_DELIVERY_RETRY_S": "30",  # recorder.env wins
+        "WEBRECORD_LIVE_BUFFER_BYTES": "1048576", "WEBRECORD_LIVE_RETRY_MAX_SECONDS": "30",
         "WEBRECORD_EGRESS_POD_CIDRS": '["10.244.0.0/16"]',
         "WEBRECORD_EGRESS_SERVICE_CIDRS": '["10.96.0.0/12"]',
         "WEBRECORD_EGRESS_DENY_PRIVATE": "true",

@@ -76,6 +76,10 @@ app.kubernetes.io/component: adapter
 {{- with .Values.recorder -}}
 {{- $_ := set $env "WEBRECORD_SEGMENT_SECONDS" (toString .segmentSeconds) -}}
 {{- $_ := set $env "WEBRECORD_DELIVERY_RETRY_S" (toString .deliveryRetrySeconds) -}}
+{{- with .live -}}
+{{- $_ := set $env "WEBRECORD_LIVE_BUFFER_BYTES" (toString (int .bufferBytes)) -}}
+{{- $_ := set $env "WEBRECORD_LIVE_RETRY_MAX_SECONDS" (toString .retryMaxSeconds) -}}
+{{- end -}}
 {{- if .segmentBucket }}{{ $_ := set $env "WEBRECORD_SEGMENT_BUCKET" .segmentBucket }}{{ end -}}
 {{- end -}}
 {{- /* env values are strings: `--set recorder.env.X=30` gives a number */ -}}

@@ -10,7 +10,7 @@ from webrecord import __version__
 from webrecord.api.protocol import actions as pm
 from webrecord.api.protocol.errors import AdapterErrorCode
 from webrecord.api.models import ErrorCode as ResultErrorCode
-from webrecord.api.models import Phase
+from webrecord.api.models import LiveState, Phase
 
 _REF = "#/components/schemas/{model}"
 
@@ -72,6 +72,21 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "required": ["ErrorCode", "ErrorMessage", "Videos"],
             },
+            "LiveOutput": {
+                "type": "object",
+                "properties": {
+                    "Url": {"type": "string", "description": "The URL, its stream key as ***"},
+                    "State": {"type": "string", "enum": [s.value for s in LiveState],
+                              "description": "paused: connected, nothing sent (the receiver's "
+                              "player holds the last frame); retrying: reconnecting with backoff"},
+                    "Message": {"type": "string", "description": "Why it is retrying or refused"},
+                    "Reconnects": {"type": "integer", "minimum": 0},
+                    "SentBytes": {"type": "integer", "minimum": 0},
+                    "DroppedBytes": {"type": "integer", "minimum": 0, "description": (
+                        "Dropped for this receiver because it was slower than the recording")},
+                },
+                "required": ["Url", "State", "Message", "Reconnects", "SentBytes", "DroppedBytes"],
+            },
             "Task": {
                 "type": "object",
                 "properties": {
@@ -86,6 +101,9 @@ def openapi_document() -> dict[str, Any]:
                     "Message": {"type": "string", "description": (
                         "Extension: the latest progress note, e.g. why a `normal` task still "
                         "waits (capacity); absent when there is none")},
+                    "Live": {"type": "array", "description": (
+                        "Extension: each live output of Output.Live; absent without any"),
+                        "items": {"$ref": _REF.format(model="LiveOutput")}},
                 },
                 "required": ["TaskID", "Status", "Result"],
             },

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from webrecord.api.models import Phase, RecorderStatus, Result, TaskTimes, WireModel
+from webrecord.api.models import (LiveOutputStatus, Phase, RecorderStatus, Result, TaskTimes,
+                                  WireModel)
 
 GROUP = "webrecord.io"
 VERSION = "v1alpha1"
@@ -59,6 +60,8 @@ class WebRecordingStatus(TaskTimes):
         "stored segments)"
     )
     message: str | None = Field(None, max_length=4096, description="Last progress or error note")
+    live: list[LiveOutputStatus] | None = Field(
+        None, description="Extension: each live output (URL redacted) as the recorder reports it")
 
 
 def status_from_json(raw: str | bytes | None) -> RecorderStatus | None:
@@ -90,6 +93,7 @@ def recorder_status(task_id: str, status: dict[str, Any] | None) -> RecorderStat
         recorded_seconds=st.recorded_seconds or 0.0,
         last_action_seq=st.observed_action_seq or 0,
         message=st.message,
+        live=st.live,
     )
 
 

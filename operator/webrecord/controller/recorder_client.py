@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -64,6 +65,24 @@ class RecorderClient:
         answer (400, 409 AlreadyClaimed, 503 SlotUnusable) raises RecorderUnreachable."""
         return await self._status_reply("POST", base, "/claim", token, json=body,
                                         timeout=aiohttp.ClientTimeout(total=timeout_s))
+
+    async def set_live(self, base: str, token: str | None, live: list[dict[str, Any]]) -> str | None:
+        """PUT /live: the recorder's live receivers become `live`; the recorder's refusal
+        (a task no longer active, a URL it refuses) or None."""
+        try:
+            async with self._http().put(f"{base}/live", json={"live": live},
+                                        headers=self._headers(token)) as resp:
+                body = await resp.text()
+                if resp.status == 200:
+                    return None
+                if resp.status in (400, 409):
+                    try:
+                        return str(json.loads(body).get("errorMessage", body))
+                    except (ValueError, AttributeError):
+                        return body[:500]
+                raise RecorderUnreachable(f"PUT /live answered HTTP {resp.status}: {body[:200]}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RecorderUnreachable(f"PUT {base}/live: {exc.__class__.__name__}: {exc}") from exc
 
     async def control(
         self, base: str, token: str | None, action: Action, seq: int | None

@@ -147,6 +147,8 @@ def reflect(current: dict[str, Any], rec: RecorderStatus, now: float) -> dict[st
             target[name] = wire[name]
     if rec.message:
         target["message"] = rec.message[:4096]
+    if rec.live is not None:
+        target["live"] = [o.wire() for o in rec.live]
     if rec.status.value != current.get("phase"):
         target["conditions"] = _phase_conditions(current.get("conditions"), rec.status, rec.result, now)
     return {k: v for k, v in target.items() if current.get(k) != v}

@@ -26,6 +26,7 @@ from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api import media
 from webrecord.api import page as pg
 from webrecord.api import models as m
+from webrecord.api.live import MAX_LIVE_OUTPUTS, parse_live_url
 from webrecord.api.names import ContainedDir, ContainedName
 
 TASK_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -110,10 +111,32 @@ class VideoData(ProtocolModel):
         return self
 
 
+class LiveData(ProtocolModel):
+    Url: str = Field(min_length=1, max_length=4096, description=(
+        "rtmp://host[:port]/app/stream, rtmps://... or srt://host:port[?streamid=...]; "
+        "Describe shows it redacted"))
+
+    @field_validator("Url")
+    @classmethod
+    def _live_url(cls, value: str) -> str:
+        parse_live_url(value)  # UrlRejected (a ValueError) names the rule
+        return value
+
+
 class OutputData(ProtocolModel):
     Cos: CosData | None = None
     Vod: VodData | None = None
     Video: VideoData | None = None
+    Live: list[LiveData] | None = Field(
+        None, max_length=MAX_LIVE_OUTPUTS,
+        description="Extension: live receivers (RTMP/RTMPS/SRT) of the recording's own encode")
+
+    @field_validator("Live")
+    @classmethod
+    def _unique_live(cls, value: list[LiveData] | None) -> list[LiveData] | None:
+        if value and len({o.Url for o in value}) != len(value):
+            raise ValueError("the same Url twice")
+        return value
 
 
 class HeaderData(ProtocolModel):
@@ -442,6 +465,8 @@ def to_spec(data: StartData) -> m.RecordingSpec:
             }
         if data.Output.Video is not None:
             output["video"] = _snake(data.Output.Video)
+        if data.Output.Live:
+            output["live"] = [{"url": o.Url} for o in data.Output.Live]
     spec["output"] = output
     if data.Page is not None:
         spec["page"] = _snake_deep(data.Page)

@@ -50,4 +50,8 @@ def describe_body(status: RecorderStatus) -> dict[str, Any]:
     body["Result"] = result_body(status.result)
     if status.message:  # extension: progress, or why a `normal` task still waits
         body["Message"] = status.message
+    if status.live:  # extension: each live output, its URL redacted
+        body["Live"] = [{"Url": o.url, "State": o.state.value, "Message": o.message or "",
+                         "Reconnects": o.reconnects, "SentBytes": o.sent_bytes,
+                         "DroppedBytes": o.dropped_bytes} for o in status.live]
     return body

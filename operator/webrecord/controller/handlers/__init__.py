@@ -5,6 +5,7 @@ from webrecord.controller.handlers import (  # noqa: F401
     create,
     delete,
     expire,
+    live,
     monitor,
     observe,
     pods,
