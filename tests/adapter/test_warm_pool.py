@@ -4,6 +4,7 @@ cold, used and dead slots are replaced, and no idle slot outlives the adapter.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+
+from webrecord.adapter.backends.processes import pids_naming
 
 from .helpers import ServeProcess, video_path
 from recorder.media import assert_av
@@ -65,9 +68,10 @@ def _slot_tree(state: Path, slot: str) -> list[psutil.Process]:
     return list(tree.values())
 
 
-def _serve(tmp_path: Path, **env: str) -> ServeProcess:
-    return ServeProcess(tmp_path, "--no-auth", "--state-dir", str(tmp_path / "state"),
-                        env={**SLOT_ENV, "WEBRECORD_EGRESS_ALLOW_LOOPBACK": "true", **env})
+def _serve(root: Path, state: Path | None = None) -> ServeProcess:
+    root.mkdir(parents=True, exist_ok=True)
+    return ServeProcess(root, "--no-auth", "--state-dir", str(state or root / "state"),
+                        env={**SLOT_ENV, "WEBRECORD_EGRESS_ALLOW_LOOPBACK": "true"})
 
 
 def _finished(serve: ServeProcess, task: str) -> dict:
@@ -88,7 +92,7 @@ def test_start_claims_the_ready_slot_the_next_runs_cold_and_the_pool_refills(tmp
         warm = _call(serve, "Start", start)["TaskID"]
         cold = _call(serve, "Start", start)["TaskID"]  # the one slot is taken: cold spawn
         warm_dir, cold_dir = state / "tasks" / warm, state / "tasks" / cold
-        assert (warm_dir / "slot").read_text() == str(state / "slots" / slot / "work")
+        assert (warm_dir / "slot").read_text() == str(state / "slots" / slot / "port")
         assert not (cold_dir / "slot").exists()
         # The claimed slot is the task's recorder: same pid, same files as a cold one.
         assert json.loads((warm_dir / "status.json").read_text())["taskId"] == warm
@@ -150,3 +154,46 @@ def test_no_slot_process_outlives_the_adapter(tmp_path, how):
         assert not _slot_tree(state, slot)
     finally:
         serve.stop()
+
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_claimed_slot_outlives_the_adapter_and_is_replaced_cold_when_it_dies(tmp_path, page_server):
+    state = tmp_path / "state"
+    first = _serve(tmp_path / "a", state)
+    second = None
+    try:
+        slot = _ready_slot(first, state)
+        task = _call(first, "Start", {"RecordURL": f"{page_server}/recorder_sync.html",
+                                      "Width": 640, "Height": 360})["TaskID"]
+        _until(lambda: _call(first, "Describe", {"TaskID": task})["Status"] == "recording", 30,
+               "recording")
+        recorder = set(pids_naming(str(state / "slots" / slot / "port")))  # supervisor, worker
+        assert len(recorder) == 2, recorder
+        os.kill(first.proc.pid, signal.SIGKILL)  # its lifeline closes: claimed, the slot stays
+        first.proc.wait(30)
+        time.sleep(2)
+        assert set(pids_naming(str(state / "slots" / slot / "port"))) == recorder
+        second = _serve(tmp_path / "b", state)
+        assert _call(second, "Describe", {"TaskID": task})["Status"] == "recording"
+        assert "re-attached to running recorder" in second.log_text()
+        # The slot dies mid-recording: a cold recorder resumes the task in its work dir.
+        for proc in _slot_tree(state, slot):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        _until(lambda: not (state / "tasks" / task / "slot").exists()
+               and _call(second, "Describe", {"TaskID": task})["Status"] == "recording"
+               and (state / "tasks" / task / "port").exists(), 90, "a cold replacement recording")
+        time.sleep(2)
+        assert _call(second, "Stop", {"TaskID": task})["TaskID"] == task
+        final = _finished(second, task)
+        assert final["Result"]["ErrorCode"] == "", final
+        assert_av(video_path(final["Result"]["Videos"][0]), 640, 360)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        for pid in pids_naming(str(state)):  # nothing of this test may outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -51,8 +51,9 @@ class Slot:
 
     @property
     def needle(self) -> str:
-        """A string only this slot's processes have on their command line."""
-        return str(self.directory / "work")
+        """A string only this slot's recorder (supervisor and worker) has on its command line
+        (not its work dir: Chromium's profile lives there)."""
+        return str(self.directory / "port")
 
     @property
     def idle(self) -> bool:
@@ -242,6 +243,6 @@ async def _kill(slot: Slot) -> None:
     tree = {slot.proc.pid, *descendants(slot.proc.pid)}
     if slot.proc.returncode is None:
         await terminate_pids({slot.proc.pid}, grace=5.0)
-    tree.update(pids_naming(slot.needle))
+    tree.update(pids_naming(str(slot.directory / "work")))  # the recorder and its Chromium
     await terminate_pids({p for p in tree if pid_exists(p)}, grace=2.0)
     await slot.proc.wait()
