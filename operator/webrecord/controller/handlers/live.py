@@ -33,7 +33,7 @@ async def forward_live(
     phase = status.get("phase")
     if phase is not None and not Phase(phase).active:
         return  # the recording is over: nothing to stream
-    pod = await rt.pod(namespace, name)
+    pod = await rt.pod(namespace, name, status.get("podName"))
     base = st.pod_address(pod, rt.settings.control_port) if pod else None
     if base is None:
         raise kopf.TemporaryError("live outputs wait for the recorder to run", delay=RETRY_S)
