@@ -2,7 +2,7 @@
 """Recorder benchmark: CPU, frame fidelity, A/V offset, start/stop latency, concurrency, admission.
 
     python3 bench/recorder/run.py [--quick] [--only cpu,fidelity,av,latency,concurrency,admission]
-                                  [--out DIR] [--keep]
+                                  [--out DIR] [--keep] [--fps 15,30,60]
 
 Every ratio is against a baseline measured in the same run: a bare capture of the same page
 (Xvfb + the same Chromium binary and flags, launched plainly + the recorder's own ffmpeg
@@ -43,7 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(ALL), help="comma list of " + ",".join(ALL))
     parser.add_argument("--out", type=Path, help="keep videos, logs and results.json here")
     parser.add_argument("--max-concurrency", type=int, default=4)
+    parser.add_argument("--fps", default=str(FPS),
+                        help="comma list of frame rates for the cpu and concurrency rows "
+                             "(issue 15: 15,30,60); the other measures run at 30")
     args = parser.parse_args(argv)
+    try:
+        rates = [int(x) for x in args.fps.split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--fps: not a comma list of integers: {args.fps!r}")
+    if not rates or any(not 5 <= r <= 60 for r in rates):
+        parser.error(f"--fps: each rate must be between 5 and 60, got {args.fps!r}")
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = [x for x in only if x not in ALL]
     if unknown:
@@ -58,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recorder benchmark ({'quick' if args.quick else 'full'}); files in {out}", flush=True)
     started = time.monotonic()
     with PageServer() as pages:
-        bench = Bench(pages, out, d, report, args.max_concurrency)
+        bench = Bench(pages, out, d, report, args.max_concurrency, rates)
         for name in ALL:
             if name not in only:
                 continue
@@ -89,7 +98,8 @@ class Durations:
 
 class Bench:
     def __init__(self, pages: PageServer, out: Path, d: Durations, report: Report,
-                 max_concurrency: int) -> None:
+                 max_concurrency: int, rates: list[int] | None = None) -> None:
+        self.rates = rates or [FPS]
         self.pages = pages
         self.out = out
         self.d = d
@@ -99,25 +109,25 @@ class Bench:
         self._codes: dict[str, an.FrameCodes] = {}
 
     # ---- shared runs ------------------------------------------------------------------
-    def _recorded(self, w: int, h: int) -> tuple[runs.Run, an.Fidelity]:
-        key = f"rec-{h}p"
+    def _recorded(self, w: int, h: int, fps: int = FPS) -> tuple[runs.Run, an.Fidelity]:
+        key = f"rec-{h}p" + ("" if fps == FPS else f"{fps}")
         if key not in self._cache:
-            run = runs.record(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out)
+            run = runs.record(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out, fps)
             self._check(run)
-            fid, self._codes[key] = an.analyse_barcode_video(run.out, FPS)
+            fid, self._codes[key] = an.analyse_barcode_video(run.out, fps)
             self.report.add_run(run, fid)
             self._cache[key] = (run, fid)
         return self._cache[key]
 
-    def _bare(self, w: int, h: int) -> tuple[runs.Run, an.Fidelity]:
-        key = f"base-{h}p"
+    def _bare(self, w: int, h: int, fps: int = FPS) -> tuple[runs.Run, an.Fidelity]:
+        key = f"base-{h}p" + ("" if fps == FPS else f"{fps}")
         if key not in self._cache:
             # The baseline copies the Chromium command line of the recorder at this size.
-            rec, _ = self._recorded(w, h)
+            rec, _ = self._recorded(w, h, fps)
             run = runs.baseline(key, self.pages.url("frames.html"), w, h, self.d.cpu, self.out,
                                 rec.chromium_argv, self.pages.wait_shown,
                                 recorder_ffmpeg=rec.ffmpeg_argv)
-            fid, self._codes[key] = an.analyse_barcode_video(run.out, FPS)
+            fid, self._codes[key] = an.analyse_barcode_video(run.out, fps)
             self.report.add_run(run, fid)
             self._cache[key] = (run, fid)
         return self._cache[key]
@@ -137,34 +147,40 @@ class Bench:
 
     # ---- measures ---------------------------------------------------------------------
     def cpu(self) -> None:
-        for w, h in ((1280, 720), (1920, 1080)):
-            rec, rfid = self._recorded(w, h)
-            base, bfid = self._bare(w, h)
-            rs, bs = self._steady(rec, rfid), self._steady(base, bfid)
-            # Frames captured inside the CPU window (a stall elsewhere does not count here).
-            rfps = _window_fps(rec, self._codes[f"rec-{h}p"]) or rfid.captured_fps
-            bfps = _window_fps(base, self._codes[f"base-{h}p"]) or bfid.captured_fps
-            comparable = bool(rfps and bfps) and abs(rfps - bfps) <= 0.05 * max(rfps, bfps)
-            if comparable or rs is None or bs is None:
-                self.report.ratio_row("cpu", f"CPU s per recorded s, steady, {h}p30", rs, bs,
-                                      fmt="{:.3f}", max_ratio=CPU_MAX_RATIO)
-            else:
-                # A starved run encodes fewer frames and looks cheaper per second: judge the
-                # cost of 30 captured frames instead (CPU per captured frame x 30).
-                self.report.ratio_row(
-                    "cpu", f"CPU s per recorded s, steady, {h}p30, per 30 captured frames",
-                    rs / rfps * FPS, bs / bfps * FPS, fmt="{:.3f}", max_ratio=CPU_MAX_RATIO,
-                    note=f"captured {rfps:.1f} fps (recorder) vs {bfps:.1f} fps (baseline): "
-                         "per-second CPU is not comparable, so the verdict uses CPU per captured "
-                         "frame x 30")
-                self.report.ratio_row("cpu", f"  CPU s per recorded s, steady, {h}p30, as measured (info)",
-                                      rs, bs, fmt="{:.3f}")
+        for fps in self.rates:
+            for w, h in ((1280, 720), (1920, 1080)):
+                self._cpu_rows(w, h, fps)
+
+    def _cpu_rows(self, w: int, h: int, fps: int) -> None:
+        """One size at one frame rate (--fps)."""
+        rec, rfid = self._recorded(w, h, fps)
+        base, bfid = self._bare(w, h, fps)
+        suffix = "" if fps == FPS else f"{fps}"
+        rs, bs = self._steady(rec, rfid), self._steady(base, bfid)
+        # Frames captured inside the CPU window (a stall elsewhere does not count here).
+        rfps = _window_fps(rec, self._codes[f"rec-{h}p{suffix}"]) or rfid.captured_fps
+        bfps = _window_fps(base, self._codes[f"base-{h}p{suffix}"]) or bfid.captured_fps
+        comparable = bool(rfps and bfps) and abs(rfps - bfps) <= 0.05 * max(rfps, bfps)
+        if comparable or rs is None or bs is None:
+            self.report.ratio_row("cpu", f"CPU s per recorded s, steady, {h}p{fps}", rs, bs,
+                                  fmt="{:.3f}", max_ratio=CPU_MAX_RATIO)
+        else:
+            # A starved run encodes fewer frames and looks cheaper per second: judge the
+            # cost of fps captured frames instead (CPU per captured frame x fps).
             self.report.ratio_row(
-                "cpu", f"  captured fps in the CPU window, {h}p30 (info)", rfps, bfps, fmt="{:.1f}")
-            self.report.ratio_row(
-                "cpu", f"  CPU s per recorded s, whole run, {h}p30 (info)",
-                rec.total_cpu_s / rfid.span_s if rfid.span_s > 1 else None,
-                base.total_cpu_s / bfid.span_s if bfid.span_s > 1 else None, fmt="{:.3f}")
+                "cpu", f"CPU s per recorded s, steady, {h}p{fps}, per {fps} captured frames",
+                rs / rfps * fps, bs / bfps * fps, fmt="{:.3f}", max_ratio=CPU_MAX_RATIO,
+                note=f"captured {rfps:.1f} fps (recorder) vs {bfps:.1f} fps (baseline): "
+                     "per-second CPU is not comparable, so the verdict uses CPU per captured "
+                     f"frame x {fps}")
+            self.report.ratio_row("cpu", f"  CPU s per recorded s, steady, {h}p{fps}, as measured (info)",
+                                  rs, bs, fmt="{:.3f}")
+        self.report.ratio_row(
+            "cpu", f"  captured fps in the CPU window, {h}p{fps} (info)", rfps, bfps, fmt="{:.1f}")
+        self.report.ratio_row(
+            "cpu", f"  CPU s per recorded s, whole run, {h}p{fps} (info)",
+            rec.total_cpu_s / rfid.span_s if rfid.span_s > 1 else None,
+            base.total_cpu_s / bfid.span_s if bfid.span_s > 1 else None, fmt="{:.3f}")
 
     def fidelity(self) -> None:
         rec, rfid = self._recorded(1280, 720)
@@ -244,13 +260,18 @@ class Bench:
                               fmt="{:.2%}")
 
     def concurrency(self) -> None:
+        for fps in self.rates:
+            self._concurrency_rows(fps)
+
+    def _concurrency_rows(self, fps: int) -> None:
         best = 0
         for n in range(1, self.max_concurrency + 1):
             procs = []
             try:
                 for i in range(n):
-                    procs.append(runs.RecordProcess(f"conc{n}-{i}", self.pages.url("frames.html"),
-                                                    1280, 720, self.d.concurrency, self.out))
+                    procs.append(runs.RecordProcess(f"conc{fps}-{n}-{i}",
+                                                    self.pages.url("frames.html"), 1280, 720,
+                                                    self.d.concurrency, self.out, fps))
                 done = [p.wait(self.d.concurrency + 120, concurrent=n > 1) for p in procs]
             finally:
                 for p in procs:
@@ -258,13 +279,13 @@ class Bench:
             fids = []
             for run in done:
                 self._check(run)
-                fid, _ = an.analyse_barcode_video(run.out, FPS)
+                fid, _ = an.analyse_barcode_video(run.out, fps)
                 self.report.add_run(run, fid)
                 fids.append(fid)
             worst = min(f.fidelity for f in fids)
             passed = worst >= 0.98
             self.report.ratio_row(
-                "concurrency", f"{n} at once, 720p30: min fidelity", worst, None, fmt="{:.2%}",
+                "concurrency", f"{n} at once, 720p{fps}: min fidelity", worst, None, fmt="{:.2%}",
                 min_value=0.98,
                 note=f"all: {', '.join(f'{f.fidelity:.1%}' for f in fids)}; "
                      f"fps {', '.join(f'{f.captured_fps:.1f}' for f in fids)}")
@@ -272,8 +293,10 @@ class Bench:
                 best = max(best, n)
             if n >= 3 and not passed:
                 break  # 1, 2 and 3 always run; 4 (and more) only while the previous count passed
-        self.report.ratio_row("concurrency", "max concurrent recordings with fidelity >= 98%", best,
-                              None, fmt="{}", min_value=3, note="0 = even one recording alone stayed below 98%"
+        self.report.ratio_row("concurrency",
+                              f"max concurrent 720p{fps} recordings with fidelity >= 98%", best,
+                              None, fmt="{}", min_value=3 if fps == FPS else None,
+                              note="0 = even one recording alone stayed below 98%"
                               if best == 0 else None)
 
 

@@ -252,9 +252,32 @@ def test_page_control_errors(server: LiveServer, page: dict, message: str) -> No
     assert message in reply.body["ErrorMessage"], reply.body
 
 
+@pytest.mark.parametrize(("idle", "message"), [
+    ({"Seconds": 4}, "Data.Idle.Seconds: must be between 5 and 36000"),
+    ({"Action": "cancel"}, "Data.Idle.Action: must be one of 'stop' or 'pause', got 'cancel'"),
+    ({"BlankSeconds": 3601}, "Data.Idle.BlankSeconds: must be between 0 and 3600"),
+])
+def test_idle_errors(server: LiveServer, idle: dict, message: str) -> None:
+    reply = server.call("Start", {"RecordURL": "http://a.example.com/", "Idle": idle})
+    assert (reply.body["ErrorCode"], reply.body["ErrorMessage"]) == ("InvalidParam", message)
+
+
+def test_extension_fields_translate() -> None:
+    _, data = pm.parse_envelope({"Action": "Start", "Data": {
+        "RecordURL": "https://a.example.com/", "Idle": {"Seconds": 60, "Action": "pause"},
+        "Output": {"Video": {"FrameRate": 15, "KeyframeInterval": 1, "AudioBitrate": 96}},
+        "Page": {"Cookies": [{"Name": "s", "Value": "1", "Domain": "example.com"}]}}})
+    spec = pm.to_spec(data)
+    assert (spec.idle.seconds, spec.idle.action, spec.idle.blank_seconds) == (60, "pause", None)
+    assert (spec.output.video.frame_rate, spec.output.video.keyframe_interval) == (15, 1.0)
+    assert spec.page.cookies[0].domain == "example.com" and spec.page.console_signals
+
+
 def test_extensions_are_in_openapi(server: LiveServer) -> None:
     schemas = server.request("GET", "/openapi.json").body["components"]["schemas"]
     assert {"FrameRate", "VideoBitrate", "Quality", "KeyframeInterval", "AudioBitrate",
             "AudioOnly"} <= set(schemas["VideoData"]["properties"])
     assert {"UserAgent", "DeviceScaleFactor", "Headers", "Cookies", "Scripts", "Styles",
             "ConsoleSignals"} <= set(schemas["PageData"]["properties"])
+    assert set(schemas["IdleData"]["properties"]) == {"Seconds", "Action", "BlankSeconds"}
+    assert "PageBlank" in schemas["Result"]["properties"]["ErrorCode"]["enum"]

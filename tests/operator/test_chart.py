@@ -130,7 +130,7 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
         "operator.allowedBuckets={rec-a,rec-b}", "adapter.allowedBuckets={rec-a}",
         "adapter.auth.keys.app1=secret1", "adapter.auth.keyBuckets.app1={rec-b}",
         "operator.maxRestarts=5", "operator.restartBackoffSeconds=4", "operator.maxWallSeconds=7200",
-        "recorder.segmentSeconds=6", "recorder.segmentBucket=segs",
+        "recorder.segmentSeconds=6", "recorder.segmentBucket=segs", "recorder.blankPageSeconds=120",
         "recorder.deliveryRetrySeconds=120", "recorder.env.WEBRECORD_DELIVERY_RETRY_S=30",
         "recorder.live.bufferBytes=1048576",
         "egress.podCIDRs={10.244.0.0/16}", "egress.serviceCIDRs={10.96.0.0/12}",
@@ -151,6 +151,7 @@ def test_settings_values_reach_the_processes_that_read_them(helm: str) -> None:
     recorder_env = json.loads(op_env["WEBRECORD_OPERATOR_RECORDER_ENV"])
     assert recorder_env == {
         "WEBRECORD_SEGMENT_SECONDS": "6", "WEBRECORD_SEGMENT_BUCKET": "segs",
+        "WEBRECORD_BLANK_PAGE_SECONDS": "120",
         "WEBRECORD_DELIVERY_RETRY_S": "30",  # recorder.env wins
         "WEBRECORD_LIVE_BUFFER_BYTES": "1048576", "WEBRECORD_LIVE_RETRY_MAX_SECONDS": "30",
         "WEBRECORD_EGRESS_POD_CIDRS": '["10.244.0.0/16"]',

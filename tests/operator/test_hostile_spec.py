@@ -72,6 +72,16 @@ def test_api_server_refuses_bad_encoding(kube: Kube, video: dict[str, Any], mess
     assert kube.get("webrecording", "bad-enc") is None
 
 
+@pytest.mark.parametrize(("idle", "message"), [
+    ({"seconds": 4}, "should be greater than or equal to 5"),
+    ({"action": "cancel"}, 'supported values: "stop", "pause"'),
+    ({"blankSeconds": 4000}, "should be less than or equal to 3600"),
+])
+def test_api_server_refuses_bad_idle(kube: Kube, idle: dict[str, Any], message: str) -> None:
+    code, err = _create(kube, recording("bad-idle", idle=idle))
+    assert code != 0 and message in err, err
+
+
 @pytest.mark.parametrize(("page", "message"), [
     ({"headers": [{"name": "Host", "value": "evil.test"}]}, "header name may not be set"),
     ({"headers": [{"name": "Proxy-Authorization", "value": "x"}]}, "header name may not be set"),

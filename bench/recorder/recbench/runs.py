@@ -116,7 +116,7 @@ class RecordProcess:
     """`webrecord record URL -o OUT --width W --height H --duration S`, started now."""
 
     def __init__(self, name: str, page_url: str, width: int, height: int, duration: float,
-                 work: Path) -> None:
+                 work: Path, fps: int = FPS) -> None:
         work.mkdir(parents=True, exist_ok=True)
         self.cpu_before = proctree.children_cpu()
         launch_wall, launch_mono = time.time(), time.monotonic()
@@ -129,8 +129,10 @@ class RecordProcess:
                 "--height", str(height), "--duration", f"{duration:g}"]
         self.run.extra["argv"] = argv
         with open(self.run.log, "wb") as log:
+            # The frame rate as a deployment sets it (the baseline copies the resulting argv).
+            env = dict(os.environ, WEBRECORD_FPS=str(fps))
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True, cwd=work)
+                                         start_new_session=True, cwd=work, env=env)
         proctree.LAUNCHED.add(self.proc.pid)
         self.run.sampler = proctree.TreeSampler(self.proc.pid)
         self.run.sampler.start()
@@ -151,8 +153,9 @@ class RecordProcess:
             self.proc.wait()
 
 
-def record(name: str, page_url: str, width: int, height: int, duration: float, work: Path) -> Run:
-    rp = RecordProcess(name, page_url, width, height, duration, work)
+def record(name: str, page_url: str, width: int, height: int, duration: float, work: Path,
+           fps: int = FPS) -> Run:
+    rp = RecordProcess(name, page_url, width, height, duration, work, fps)
     try:
         return rp.wait(duration + 90)
     finally:

@@ -81,6 +81,7 @@ app.kubernetes.io/component: adapter
 {{- $_ := set $env "WEBRECORD_LIVE_RETRY_MAX_SECONDS" (toString .retryMaxSeconds) -}}
 {{- end -}}
 {{- if .segmentBucket }}{{ $_ := set $env "WEBRECORD_SEGMENT_BUCKET" .segmentBucket }}{{ end -}}
+{{- if .blankPageSeconds }}{{ $_ := set $env "WEBRECORD_BLANK_PAGE_SECONDS" (toString .blankPageSeconds) }}{{ end -}}
 {{- end -}}
 {{- /* env values are strings: `--set recorder.env.X=30` gives a number */ -}}
 {{- range $name, $value := .Values.recorder.env }}{{ $_ := set $env $name (toString $value) }}{{ end -}}

@@ -87,6 +87,7 @@ class ErrorCode(str, enum.Enum):
     ENCODER_FAILED = "EncoderFailed"
     DISK_FULL = "DiskFull"
     NOTHING_RECORDED = "NothingRecorded"
+    PAGE_BLANK = "PageBlank"  # one flat colour and silence for idle.blankSeconds after start
     UPLOAD_FAILED = "UploadFailed"
     VOD_FAILED = "VodUploadFailed"
     CALLBACK_FAILED = "CallbackFailed"
@@ -277,6 +278,16 @@ class PageSpec(WireModel):
     console_signals: bool = Field(True, description=pg.DOC["console_signals"])
 
 
+class IdleSpec(WireModel):
+    """Idle and blank pages (extension; detected per closed segment, recorder/idle.py)."""
+
+    seconds: int | None = Field(None, ge=pg.MIN_IDLE_S, le=pg.MAX_IDLE_S,
+                                description=pg.IDLE_DOC["seconds"])
+    action: Literal["stop", "pause"] = Field("stop", description=pg.IDLE_DOC["action"])
+    blank_seconds: int | None = Field(None, ge=0, le=pg.MAX_BLANK_S,
+                                      description=pg.IDLE_DOC["blank_seconds"])
+
+
 class RecordingSpec(WireModel):
     """Everything a Start carries; also the `spec` of a WebRecording resource."""
 
@@ -291,6 +302,7 @@ class RecordingSpec(WireModel):
     storage_type: Literal["cos", "cfs"] = "cfs"
     output: OutputSpec = Field(default_factory=OutputSpec)
     page: PageSpec | None = None  # extension: cookies, headers, scripts before the page loads
+    idle: IdleSpec | None = None  # extension: stop an idle page, fail a blank one
     # Control of a running task (CRD only): set `action`, bump `actionSeq` to repeat it.
     action: Action | None = None
     action_seq: int = Field(0, ge=0)

@@ -95,6 +95,18 @@ def check_user_agent(value: str | None) -> str | None:
     return value
 
 
+MIN_IDLE_S, MAX_IDLE_S = 5, 36000
+MAX_BLANK_S = 3600
+IDLE_DOC = {
+    "seconds": f"Stop (or pause) after this many seconds of an unchanged page and silence "
+               f"({MIN_IDLE_S}-{MAX_IDLE_S}). Unset: never",
+    "action": "What an idle page does to the task: stop (deliver the video) or pause",
+    "blank_seconds": f"Fail with PageBlank when the page still shows one flat colour and no "
+                     f"sound this many seconds after recording began (0 off, at most "
+                     f"{MAX_BLANK_S}). Unset: the recorder's WEBRECORD_BLANK_PAGE_SECONDS",
+}
+
+
 # The descriptions, shared by the models and the protocol's shapes.
 DOC = {
     "user_agent": "navigator.userAgent and the User-Agent header of the page's requests",

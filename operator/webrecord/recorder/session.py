@@ -27,6 +27,7 @@ from webrecord.recorder.browser import Browser
 from webrecord.recorder.capture import Capture
 from webrecord.recorder.display import Display
 from webrecord.recorder.encoding import encoding_for
+from webrecord.recorder.idle import IdleWatch
 from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.live import LiveOutputs
@@ -75,6 +76,12 @@ class Session:
         self.on_segment = on_segment  # called with each closed segment (the segment store)
         video = self.spec.output.video
         self.encoding = encoding_for(self.settings, self.spec)
+        idle = self.spec.idle
+        blank = idle.blank_seconds if idle and idle.blank_seconds is not None \
+            else self.settings.blank_page_seconds
+        self.idle_watch = IdleWatch(self.settings, idle.seconds if idle else None, blank,
+                                    video=not self.encoding.audio_only)
+        self._looks: set[asyncio.Task] = set()  # segments being judged for idle/blank
         suffix = ".m3u8" if video.muxer == "hls" else ".m4a" if video.audio_only else ".mp4"
         default = work_dir / "output" / (task.task_id + suffix)
         if video.muxer == "hls" and output is None:
@@ -397,7 +404,35 @@ class Session:
                 self.on_segment(path)
             except Exception:  # noqa: BLE001 - storing a copy must not stop the recording
                 log.exception("segment store failed")
+        if self.idle_watch.wanted and self.status.status == Phase.RECORDING \
+                and self.status.cancel_time is None:
+            look = asyncio.get_running_loop().create_task(self._look(path))
+            self._looks.add(look)
+            look.add_done_callback(self._looks.discard)
         self._update()
+
+    async def _look(self, path: Path) -> None:
+        """Judge a closed segment for an idle or blank page; the verdict goes to the loop."""
+        verdict = await self.idle_watch.feed(path)
+        if verdict is not None:
+            self._queue.put_nowait(("idle", verdict, None, None))
+
+    async def _idle(self, verdict: str, phase: Phase) -> None:
+        if phase != Phase.RECORDING:
+            return
+        watch = self.idle_watch
+        if verdict == "blank":
+            raise RecorderError(ErrorCode.PAGE_BLANK,
+                                f"the page stayed blank (one flat colour, no sound) for "
+                                f"{watch.blank_for:.0f} s after recording began")
+        why = f"the page was unchanged and silent for {watch.still_for:.0f} s"
+        event(log, "page idle", action=self.spec.idle.action if self.spec.idle else "stop",
+              still_for=round(watch.still_for, 2))
+        if self.spec.idle is not None and self.spec.idle.action == "pause":
+            await self._apply(Action.PAUSE, phase)
+            self._update(message=f"paused: {why}")
+        else:
+            await self._stop(f"stopped: {why}")
 
     def segment_paths(self) -> list[Path]:
         """Every segment of the task so far, in order (stored ones first)."""
@@ -498,6 +533,9 @@ class Session:
             if arg is self.current:
                 await self._recover_encoder(arg)
             return
+        if kind == "idle":
+            await self._idle(arg, phase)
+            return
         action: Action = arg
         if seq is not None:
             if seq <= self.status.last_action_seq:
@@ -519,6 +557,7 @@ class Session:
         elif action == Action.RESUME:
             if phase != Phase.PAUSED:
                 raise InvalidAction(f"Resume does not apply: the task is {phase.value}")
+            self.idle_watch.reset()
             await self._open_segment()
             self.live.pause(False)
             self._update(status=Phase.RECORDING, message="recording")
@@ -589,6 +628,8 @@ class Session:
         """Stop every child; safe to call twice and on any exit path."""
         await self._close_segment()
         await self.live.close()
+        if self._looks:  # an idle/blank look at a segment: short (one ffmpeg), let it end
+            await asyncio.wait(set(self._looks), timeout=10)
         self.reserve.release()
         for capture in self.captures:
             if capture.running:

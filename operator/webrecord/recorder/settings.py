@@ -97,3 +97,12 @@ class RecorderSettings(BaseSettings):
     live_poll_seconds: float = Field(0.04, gt=0, le=1)
     live_probe_seconds: float = Field(5.0, gt=0, description="How long a relay may look for a keyframe")
     live_stop_timeout: float = Field(3.0, gt=0)
+    # Idle and blank pages (recorder/idle.py): a task's idle.blankSeconds, or this when unset
+    # (0 = off, the default: a deliberately plain page keeps recording as before).
+    blank_page_seconds: int = Field(0, ge=0, le=3600,
+                                    description="Fail PageBlank after this long flat and silent")
+    idle_silence_db: float = Field(-50.0, le=0, description="Quieter than this is silence")
+    # Mean absolute difference of two 32x18 grey keyframes (0-255) that counts as a change;
+    # above the encoder's noise on an unchanged page.
+    idle_change_level: float = Field(1.5, gt=0)
+    blank_flat_level: int = Field(6, ge=0, description="Grey range of a flat (blank) frame")

@@ -179,6 +179,15 @@ class PageData(ProtocolModel):
         return float(value) if type(value) is int else value  # strict mode: 2 is a factor too
 
 
+class IdleData(ProtocolModel):
+    """Extension: idle and blank pages."""
+    Seconds: int | None = Field(None, ge=pg.MIN_IDLE_S, le=pg.MAX_IDLE_S,
+                                description=pg.IDLE_DOC["seconds"])
+    Action: Literal["stop", "pause"] | None = Field(None, description=pg.IDLE_DOC["action"])
+    BlankSeconds: int | None = Field(None, ge=0, le=pg.MAX_BLANK_S,
+                                     description=pg.IDLE_DOC["blank_seconds"])
+
+
 class StartData(ProtocolModel):
     RecordURL: str = Field(min_length=1, max_length=8192, pattern=_URL_PATTERN)
     ManualStart: bool | None = Field(None, description="Wait for window.startRecord()")
@@ -191,6 +200,7 @@ class StartData(ProtocolModel):
     StorageType: Literal["cos", "cfs"] | None = Field(None, description="Default cfs")
     Output: OutputData | None = None
     Page: PageData | None = None
+    Idle: IdleData | None = None
 
     @field_validator("RecordURL", "CallbackURL")
     @classmethod
@@ -470,6 +480,8 @@ def to_spec(data: StartData) -> m.RecordingSpec:
     spec["output"] = output
     if data.Page is not None:
         spec["page"] = _snake_deep(data.Page)
+    if data.Idle is not None:
+        spec["idle"] = _snake_deep(data.Idle)
     try:
         return m.RecordingSpec.model_validate(spec)
     except ValidationError as exc:  # every rule is also checked above; this is a safety net
