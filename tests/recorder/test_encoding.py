@@ -87,7 +87,7 @@ async def test_audio_only_is_an_m4a_with_one_audio_stream(tmp_path, page_server)
     assert [s["codec_type"] for s in streams] == ["audio"], streams
     assert streams[0]["codec_name"] == "aac"
     assert int(streams[0]["bit_rate"]) <= 64000 * 1.2, streams  # the task's audio bitrate
-    assert 2.0 <= probe(path)["duration"] <= 3.8
+    assert 1.5 <= probe(path)["duration"] <= 5.0  # MaxDurationLimit 3, on a busy machine
     # No display capture: the capture's only input was the sound server.
     capture = session.captures[0]
     argv = ffmpeg_argv(RecorderSettings(), ":9", 640, 360, tmp_path, 0, 0.0, enc=capture.encoding)
