@@ -18,6 +18,12 @@ Baseline in the same run: a bare pod (same image, same page, same duration, no o
 upload) running `webrecord record`, writing its video to a hostPath: the cost of a pod start and
 a recording on this node without webrecord's control path.
 
+Standby pods (`--standby-runs`, default = --runs): after the cold runs the release is upgraded
+to `operator.standbyPods=1`; each run waits until a standby pod is ready, then applies the same
+WebRecording, which claims it (checked: `.status.podName` is the standby pod's). The idle
+standby pod's cost is read from its pod cgroup on the node (cgroup v1, cgroupfs driver:
+cpuacct.usage over 20 s, memory.usage_in_bytes and memory.stat rss) while nothing claims it.
+
 Concurrency: N WebRecordings of 20 s at 1280x720 applied at once; the node's CPU (its pods'
 requests) decides how many recorder pods run at once, the rest stay Pending and start when one
 ends. Reported: the most that recorded at once, the worst frame fidelity among them, and that
@@ -27,6 +33,7 @@ none failed.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import statistics
@@ -54,6 +61,7 @@ from recbench.analysis import analyse_barcode_video  # noqa: E402
 PAGES_DIR = ROOT / "bench" / "recorder" / "pages"
 FIDELITY_TARGET = 0.98
 RELEASE = "wr-bench"  # not the tests' "wr": cluster-scoped names derive from it
+STANDBY = "webrecord.io/standby=true"
 
 
 def now_ms() -> int:
@@ -104,6 +112,39 @@ class Bench:
                       600, f"{name} to finish")
         finished_s = (now_ms() - t0) / 1000
         return {**self.analyse(name, t0, status), "finished_s": finished_s}
+
+    def enable_standby(self, pods: int) -> None:
+        subprocess.run([self.helm, "upgrade", RELEASE, str(CHART), "-n", self.ns, "--reuse-values",
+                        "--set", f"operator.standbyPods={pods}", "--wait", "--timeout", "5m"],
+                       check=True, env=self.cluster.env, capture_output=True, timeout=400)
+
+    def ready_standby(self, timeout: float = 300) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            pods = json.loads(self.kube.kubectl("get", "pods", "-l", STANDBY, "-o", "json").stdout)["items"]
+            return next((p for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", []))), None)
+        return poll(ready, timeout, "a ready standby pod")
+
+    def record_standby(self, name: str, seconds: float) -> dict[str, Any]:
+        pod = self.ready_standby()["metadata"]["name"]
+        time.sleep(2)  # settled: the pool's replacement of the previous claim is not starting
+        row = self.record(name, seconds)
+        row["claimed"] = self.kube.status(name).get("podName") == pod
+        return row
+
+    def idle_standby_cost(self, seconds: float = 20) -> dict[str, Any]:
+        """CPU (cores) and memory of an idle standby pod, from its cgroup on this node."""
+        uid = self.ready_standby()["metadata"]["uid"]
+        time.sleep(10)  # past the start-up
+        [cpu] = glob.glob(f"/sys/fs/cgroup/cpuacct/kubepods/**/pod{uid}/cpuacct.usage", recursive=True)
+        [mem] = glob.glob(f"/sys/fs/cgroup/memory/kubepods/**/pod{uid}", recursive=True)
+        t0, u0 = time.monotonic(), int(Path(cpu).read_text())
+        time.sleep(seconds)
+        cores = (int(Path(cpu).read_text()) - u0) / 1e9 / (time.monotonic() - t0)
+        stat = dict(line.split() for line in Path(mem, "memory.stat").read_text().splitlines())
+        return {"cores": cores, "usage_mib": int(Path(mem, "memory.usage_in_bytes").read_text()) / 2**20,
+                "rss_mib": int(stat["total_rss"]) / 2**20}
 
     def analyse(self, name: str, t0: int, status: dict[str, Any]) -> dict[str, Any]:
         error = status.get("result", {}).get("errorCode")
@@ -205,7 +246,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--concurrent", type=int, default=3, help="720p30 recordings applied at once")
+    parser.add_argument("--concurrent", type=int, default=3,
+                        help="720p30 recordings applied at once (0: skip)")
+    parser.add_argument("--standby-runs", type=int, help="runs with a standby pod (default --runs)")
     args = parser.parse_args()
     helm = subprocess.run(["bash", str(ROOT / "tests" / "operator" / "helm.sh")], check=True,
                           capture_output=True, text=True).stdout.strip()
@@ -220,7 +263,11 @@ def main() -> int:
             bench.install()
             runs = [bench.record(f"lat-{i}", args.seconds) for i in range(args.runs)]
             bare = [bench.bare(f"bare-{i}", args.seconds) for i in range(args.runs)]
-            conc = bench.concurrency(args.concurrent, 20)
+            conc = bench.concurrency(args.concurrent, 20) if args.concurrent else None
+            bench.enable_standby(1)
+            warm = [bench.record_standby(f"warm-{i}", args.seconds)
+                    for i in range(args.runs if args.standby_runs is None else args.standby_runs)]
+            idle = bench.idle_standby_cost()
         finally:
             stop_process(proc)
             # The release's cluster-scoped objects (ClusterRole, binding) outlive its namespace.
@@ -247,12 +294,26 @@ def main() -> int:
     print(f"| kubectl apply -> finished, median s | {fmt(done)} | {fmt(done_bare)} | {ratio(done, done_bare)} |")
     print(f"| frame fidelity, min of runs | {fmt(min_of(runs, 'fidelity'), '{:.2%}')} "
           f"| {fmt(min_of(bare, 'fidelity'), '{:.2%}')} | |")
+    warm_first = median([r["first_frame_s"] for r in warm])
+    print(f"| kubectl apply -> first recorded frame, standby pod, median s (cold operator beside) "
+          f"| {fmt(warm_first)} | {fmt(first)} (cold) | {ratio(warm_first, first)} |")
+    print(f"|   min / max s; claimed / runs | {fmt(min_of(warm, 'first_frame_s'))} / "
+          f"{fmt(max_of(warm, 'first_frame_s'))}; {sum(r['claimed'] for r in warm)}/{len(warm)} | | |")
+    print(f"|   kubectl apply -> finished, median s; fidelity min | "
+          f"{fmt(median([r['finished_s'] for r in warm]))}; {fmt(min_of(warm, 'fidelity'), '{:.2%}')} | | |")
+    print(f"| idle standby pod: CPU cores / memory usage MiB (RSS MiB) | {idle['cores']:.3f} / "
+          f"{idle['usage_mib']:.0f} ({idle['rss_mib']:.0f}) | | |")
+    errors = [r["error"] for r in runs + warm if r.get("error")]
+    if conc is None:
+        if errors:
+            print(f"\nerrors: {errors}")
+        return 0
     ok = [f for f in conc["fidelity"] if f >= FIDELITY_TARGET]
     print(f"| {args.concurrent} x 720p30 applied at once: most recording at once | {conc['at_once']} | | |")
     print(f"|   frame fidelity of each (sorted) | {', '.join(f'{f:.2%}' for f in conc['fidelity'])} | | "
           f"{len(ok)}/{len(conc['fidelity'])} >= {FIDELITY_TARGET:.0%} |")
     print(f"|   most pods Pending at once (queued) / failed | {conc['pending_max']} / {len(conc['failed'])} | | |")
-    errors = [r["error"] for r in runs if r.get("error")] + conc["failed"]
+    errors += conc["failed"]
     if errors:
         print(f"\nerrors: {errors}")
     return 0
