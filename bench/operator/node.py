@@ -189,6 +189,11 @@ class Bench:
                                           "jsonpath={.status.phase}").stdout in ("Succeeded", "Failed"),
              600, f"bare pod {name}")
         finished_s = (now_ms() - t0) / 1000
+        if not (out / "video.mp4").exists():  # a row that says so, not the end of the run
+            log = self.cluster.kubectl("-n", self.baseline_ns, "logs", name, "--tail=20",
+                                       check=False).stdout
+            return {"error": f"bare pod {name}: no video; {log.strip()[-600:]}",
+                    "first_frame_s": None, "finished_s": finished_s, "fidelity": None}
         fid, _codes = analyse_barcode_video(out / "video.mp4", 30.0)
         return {"first_frame_s": fid.first_clock_ms / 1000 if fid.first_clock_ms is not None else None,
                 "finished_s": finished_s, "fidelity": fid.fidelity}
@@ -262,12 +267,13 @@ def main() -> int:
             cluster.kubectl("create", "namespace", bench.baseline_ns)
             bench.install()
             runs = [bench.record(f"lat-{i}", args.seconds) for i in range(args.runs)]
-            bare = [bench.bare(f"bare-{i}", args.seconds) for i in range(args.runs)]
-            conc = bench.concurrency(args.concurrent, 20) if args.concurrent else None
             bench.enable_standby(1)
             warm = [bench.record_standby(f"warm-{i}", args.seconds)
                     for i in range(args.runs if args.standby_runs is None else args.standby_runs)]
             idle = bench.idle_standby_cost()
+            bench.enable_standby(0)  # the concurrency below has the node to itself
+            bare = [bench.bare(f"bare-{i}", args.seconds) for i in range(args.runs)]
+            conc = bench.concurrency(args.concurrent, 20) if args.concurrent else None
         finally:
             stop_process(proc)
             # The release's cluster-scoped objects (ClusterRole, binding) outlive its namespace.
@@ -303,7 +309,7 @@ def main() -> int:
           f"{fmt(median([r['finished_s'] for r in warm]))}; {fmt(min_of(warm, 'fidelity'), '{:.2%}')} | | |")
     print(f"| idle standby pod: CPU cores / memory usage MiB (RSS MiB) | {idle['cores']:.3f} / "
           f"{idle['usage_mib']:.0f} ({idle['rss_mib']:.0f}) | | |")
-    errors = [r["error"] for r in runs + warm if r.get("error")]
+    errors = [r["error"] for r in runs + warm + bare if r.get("error")]
     if conc is None:
         if errors:
             print(f"\nerrors: {errors}")

@@ -64,6 +64,15 @@ def test_pool_is_refilled_when_a_standby_pod_goes(kube: Kube, start_operator: An
     wait_for(lambda: kube.get("pod", ended) is None, 10, "the ended standby pod removed")
 
 
+def test_a_standby_pod_never_ready_is_replaced(kube: Kube, start_operator: Any) -> None:
+    """Not ready within the start deadline (no kubelet runs it here): it would hold its place
+    in the pool for ever, so it is replaced."""
+    start_operator(WEBRECORD_OPERATOR_STANDBY_PODS="1", WEBRECORD_OPERATOR_START_DEADLINE_S="3",
+                   **POOL)
+    [stuck] = pool_of(kube, 1)
+    pool_of(kube, 1, without={stuck})
+
+
 def test_a_failed_claim_takes_the_cold_path(kube: Kube, start_operator: Any) -> None:
     """A ready-looking standby pod that does not answer /claim: the task gets its own pod
     and the taken standby pod is deleted, not left as the task's recorder."""

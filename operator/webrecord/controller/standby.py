@@ -24,7 +24,7 @@ from webrecord.controller import pod as podlib
 from webrecord.controller.kube import Kube
 from webrecord.controller.recorder_client import RecorderClient, RecorderUnreachable
 from webrecord.controller.settings import OperatorSettings
-from webrecord.controller.status import pod_address
+from webrecord.controller.status import created_at, pod_address
 from webrecord.logs import event
 
 log = logging.getLogger(__name__)
@@ -71,21 +71,28 @@ class StandbyPool:
 
     async def reconcile(self) -> None:
         alive: list[dict[str, Any]] = []
+        now = time.time()
         for pod in await self.kube.list_pods(self.namespace, SELECTOR):
             meta = pod["metadata"]
             if meta.get("deletionTimestamp"):
                 continue
-            if ended(pod):
-                # Idle standby pods end only when they cannot serve (a part died) or were
-                # told to stop: remove the object, a new one takes its place below.
-                event(log, "standby pod ended: replacing", logging.WARNING, pod=meta["name"],
-                      phase=pod["status"]["phase"])
+            # Idle standby pods end only when they cannot serve (a part died) or were told to
+            # stop; one never ready within the start deadline (its Secret missing, an image
+            # that does not start) would hold its place for ever. Both are replaced below.
+            why = ("ended" if ended(pod) else "not ready within the start deadline"
+                   if not ready(pod) and now - (created_at(pod) or now)
+                   > self.settings.start_deadline_s else None)
+            if why:
+                event(log, f"standby pod {why}: replacing", logging.WARNING, pod=meta["name"],
+                      phase=(pod.get("status") or {}).get("phase"))
                 await self.kube.delete_pod(self.namespace, meta["name"], grace_s=0)
                 self.tokens.pop(meta["name"], None)
                 continue
             alive.append(pod)
         target = self.settings.standby_pods
-        for pod in sorted(alive, key=lambda p: p["metadata"]["name"])[target:]:
+        # The newest go first; every replica filling the pool picks the same ones.
+        for pod in sorted(alive, key=lambda p: (p["metadata"]["creationTimestamp"],
+                                                p["metadata"]["name"]))[target:]:
             event(log, "standby pod beyond the pool size: deleting", pod=pod["metadata"]["name"])
             await self.kube.delete_pod(self.namespace, pod["metadata"]["name"])
         for _ in range(target - len(alive)):
