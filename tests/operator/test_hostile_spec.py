@@ -113,7 +113,8 @@ def test_api_server_refuses_an_inline_encrypt_key(kube: Kube) -> None:
 
 
 def test_operator_refuses_what_only_the_models_know(kube: Kube, start_operator: Any) -> None:
-    """Ambiguous URL forms and a bucket outside the install's list end with InvalidParam."""
+    """Ambiguous URL forms, a bucket outside the install's list and a cookie for another site
+    end with InvalidParam."""
     start_operator(WEBRECORD_OPERATOR_ALLOWED_BUCKETS="records-ok")
     cases = {
         "decimal-host": ({"recordUrl": "http://2130706433/"},
@@ -126,6 +127,10 @@ def test_operator_refuses_what_only_the_models_know(kube: Kube, start_operator: 
         "key-injection": ({"recordUrl": "https://example.test/",
                            "output": {"video": {"muxer": "hls", "authUrl": "/etc/passwd"}}},
                           "spec.output.video.authUrl: must be an http:// or https:// URL"),
+        # Page control: a cookie for another site (CEL cannot compare it with recordUrl).
+        "cookie-elsewhere": ({"recordUrl": "https://example.test/", "page": {"cookies": [
+                                 {"name": "sid", "value": "1", "domain": "evil.test"}]}},
+                             "page.cookies[0].domain: 'evil.test' is not the RecordURL's host"),
     }
     for name, (spec, _) in cases.items():
         manifest = recording(name, **spec)
