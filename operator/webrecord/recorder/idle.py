@@ -1,7 +1,10 @@
 """Idle and blank pages, judged from the recording itself: each closed segment is read once
 more by one short ffmpeg that decodes only its keyframes, shrunk to 32x18 grey, and runs
-silencedetect on its sound. Measured: 0.11 CPU s per 10 s segment of 720p30 (about 1% of a
-core), nothing while no segment closes, no second grabber on the display or the sound server.
+silencedetect on its sound. Measured (bench/recorder/idle_cost.py, busy 2-core machine):
+0.013 cores per recorded second at 720p30, nothing while no segment closes. A live 0.5 fps
+x11grab sampler costs 0.006 cores for the picture alone but is one more process per recording
+for the whole task and needs a second sound-server client for the silence half (the sound
+path is what issue 12 trims), so the segments are judged instead.
 
 The price is resolution: a change is seen at keyframes (every keyint, 2 s by default) and a
 verdict comes when a segment closes (every WEBRECORD_SEGMENT_SECONDS, 10 s), so a task stops
