@@ -7,6 +7,7 @@ local process with the pod's env and mounted Secrets, and writes pod statuses.""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -132,3 +133,24 @@ def test_a_webrecording_claims_a_standby_pod_and_records(
         assert kubelet.report_exit(timeout=120) == 0
         status = kube.wait_phase("warm", "finished", timeout=60)
     delivered_video(status, moto, "warm/", 1.5)
+
+
+def test_a_second_run_reuses_the_claimed_pod(kube: Kube, start_operator: Any) -> None:
+    """The creation handler ran again after a claim (a retry, a restarted operator): the pod it
+    claimed, found by the task label, stays the task's recorder; no cold pod joins it, and its
+    token comes from the standby pod's Secret when the task's was not made yet."""
+    claimed = "webrecord-standby-0badc0de"
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": claimed},
+                "stringData": {"token": "standby-token"}})
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": claimed, "labels": {
+        "app.kubernetes.io/component": "recorder",
+        "app.kubernetes.io/managed-by": "webrecord-operator", "webrecord.io/task": "again"}},
+        "spec": {"containers": [{"name": "recorder", "image": "x"}]}})
+    start_operator(WEBRECORD_OPERATOR_STANDBY_PODS="1", **POOL)
+    pool_of(kube, 1)  # the operator runs and has seen the pods
+    kube.apply(recording("again"))
+    wait_for(lambda: kube.status("again").get("podName") == claimed, 30, "the claimed pod reused")
+    secret = wait_for(lambda: kube.get("secret", "again-recorder"), 10, "the task's Secret")
+    assert base64.b64decode(secret["data"]["token"]).decode() == "standby-token"
+    time.sleep(1)
+    assert kube.get("pod", "again-recorder") is None

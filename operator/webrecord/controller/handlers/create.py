@@ -125,7 +125,17 @@ async def create_recorder(
 async def _claim_standby(rt: Any, body: kopf.Body, task: Any,
                          key: tuple[str, str]) -> tuple[dict[str, Any], str] | None:
     """A standby pod running this task, with its token; None: the task takes its own pod."""
-    if rt.pool is None or key in rt.pods:  # no pool, or a second run: the pod exists
+    cached = rt.pods.get(key)
+    if cached is not None and not cached.get("gone"):
+        # A second run (a retry, a restarted operator): the pod exists. One claimed before
+        # is reused, not joined by a cold one.
+        pod_name = cached["metadata"]["name"]
+        if pod_name.startswith(podlib.STANDBY_PREFIX):
+            # Its token: in the task's Secret, or (a crash before that was made) its own.
+            token = await rt.token(*key) or (await rt.pool.token(pod_name) if rt.pool else None)
+            return cached, token or ""
+        return None
+    if rt.pool is None:
         return None
     why = rt.pool.refusal(key[0], task)
     if why is not None:
