@@ -18,7 +18,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.mark.timeout(120)
 def test_disk_full_keeps_every_recorded_second(tmp_path, page_server):
-    """A tmpfs holds the work dir; after ~10 s a filler takes all its free space. The disk
+    """A tmpfs holds the work dir; once three 1 s segments are closed (not after a fixed time:
+    a busy machine may take that long to start) a filler takes all its free space. The disk
     reserve gives the room back: the segment that hit the limit is closed and kept beside the
     closed 1 s segments, and the video (packaged outside the full disk) holds every one of them
     with no cut, with DiskFull and where the segments are in the result."""
@@ -30,7 +31,9 @@ def test_disk_full_keeps_every_recorded_second(tmp_path, page_server):
     kept_copy = tmp_path / "kept"
     userns = [] if os.geteuid() == 0 else ["--map-root-user"]
     script = ('mount -t tmpfs -o size=64m tmpfs "$1" && d="$1" && shift && '
-              '{ (sleep 10; dd if=/dev/zero of="$d/filler" bs=1M 2>/dev/null) & "$@"; code=$?; '
+              '{ (i=0; until [ -e "$d/work/segments/seg_0003.ts" ] || [ $i -ge 300 ]; do '
+                  'sleep 0.2; i=$((i+1)); done; dd if=/dev/zero of="$d/filler" bs=1M) '
+                  '>/dev/null 2>&1 & "$@"; code=$?; '
               'cp -r "$d/work/segments" "$KEPT"; exit $code; }')
     done = subprocess.run(
         ["unshare", "--mount", *userns, "sh", "-c", script, "sh", str(disk),

@@ -70,6 +70,12 @@ def proxy_args(proxy: str) -> list[str]:
     ]
 
 
+# Chromium aborts every request in flight when the host's network interfaces change (a
+# container bridge or veth appearing on a shared node): not the page's fault, load it again.
+_TRANSIENT_NET_ERROR = "net::ERR_NETWORK_CHANGED"
+_NAVIGATION_ATTEMPTS = 3
+
+
 class Browser:
     """One Playwright driver for the session; Chromium may be (re)launched several times."""
 
@@ -167,12 +173,18 @@ class Browser:
 
     async def goto(self, url: str) -> None:
         assert self.page is not None
-        try:
-            response = await self.page.goto(url, wait_until="load",
-                                            timeout=self.settings.page_load_timeout * 1000)
-        except PlaywrightError as exc:
-            raise RecorderError(ErrorCode.PAGE_LOAD_FAILED,
-                                f"page failed to load: {url}: {_first_line(exc)}") from exc
+        for attempt in range(1, _NAVIGATION_ATTEMPTS + 1):
+            try:
+                response = await self.page.goto(url, wait_until="load",
+                                                timeout=self.settings.page_load_timeout * 1000)
+                break
+            except PlaywrightError as exc:
+                if attempt < _NAVIGATION_ATTEMPTS and _TRANSIENT_NET_ERROR in str(exc):
+                    event(log, "page load retried", logging.WARNING, attempt=attempt,
+                          error=_first_line(exc))
+                    continue
+                raise RecorderError(ErrorCode.PAGE_LOAD_FAILED,
+                                    f"page failed to load: {url}: {_first_line(exc)}") from exc
         if response is not None and response.status >= 400:
             raise RecorderError(ErrorCode.PAGE_LOAD_FAILED,
                                 f"page failed to load: {url}: HTTP {response.status}")
