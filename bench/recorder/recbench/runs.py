@@ -248,7 +248,8 @@ def _wait_for(predicate, timeout: float, interval: float = 0.02):
     return None
 
 
-def task_run(name: str, page_url: str, width: int, height: int, seconds: float, work: Path) -> Run:
+def task_run(name: str, page_url: str, width: int, height: int, seconds: float, work: Path,
+             output: dict | None = None) -> Run:
     """`webrecord recorder --task` with a control endpoint: record `seconds` (from the status
     turning `recording`), POST Stop and time the way to `finished`."""
     work.mkdir(parents=True, exist_ok=True)
@@ -262,7 +263,8 @@ def task_run(name: str, page_url: str, width: int, height: int, seconds: float, 
     launch_wall, launch_mono = time.time(), time.monotonic()
     task = {"taskId": name, "createTime": int(launch_wall),
             "spec": {"recordUrl": _with_t0(page_url, launch_wall, name), "width": width,
-                     "height": height, "maxDurationLimit": int(seconds) + 600, "storageType": "cfs"}}
+                     "height": height, "maxDurationLimit": int(seconds) + 600, "storageType": "cfs",
+                     **({"output": output} if output else {})}}
     (work / f"{name}-task.json").write_text(json.dumps(task))
     argv = [*webrecord_cmd(), "recorder", "--task", str(work / f"{name}-task.json"),
             "--work-dir", str(work_dir), "--control-host", "127.0.0.1", "--control-port", "0",
