@@ -270,7 +270,9 @@ def task_run(name: str, page_url: str, width: int, height: int, seconds: float, 
             "--work-dir", str(work_dir), "--control-host", "127.0.0.1", "--control-port", "0",
             "--token-file", str(work / "token"), "--status-file", str(status_file),
             "--port-file", str(port_file)]
-    env = dict(os.environ, WEBRECORD_OUTPUT_DIR=str(delivered))
+    # The bench plays the local backend, which lets recorders reach pages on loopback.
+    env = dict(os.environ, WEBRECORD_OUTPUT_DIR=str(delivered),
+               WEBRECORD_EGRESS_ALLOW_LOOPBACK="true")
     run = Run(name=name, kind="recorder", width=width, height=height, duration=seconds,
               out=Path(), launch_wall=launch_wall, launch_mono=launch_mono,
               log=str(work / f"{name}.log"), extra={"argv": argv})
