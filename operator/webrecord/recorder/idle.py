@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from webrecord.egress.childenv import minimal_env
 from webrecord.logs import event
@@ -38,7 +37,7 @@ _DURATION = re.compile(r"time=(\d+):(\d+):([\d.]+)")
 class SegmentLook:
     """What one segment showed: keyframe thumbnails (time, 32x18 grey) and its sound."""
     duration: float
-    frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    frames: list[tuple[float, bytes]] = field(default_factory=list)
     silences: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
 
     def last_sound(self) -> float | None:
@@ -81,7 +80,9 @@ async def look(path: Path, settings: RecorderSettings, video: bool = True) -> Se
     text = err.decode(errors="replace")
     times = [float(t) for t in _PTS.findall(text)]
     size = THUMB_W * THUMB_H
-    frames = [(t, np.frombuffer(out[i * size:(i + 1) * size], np.uint8))
+    # Thumbnails of THUMB_W x THUMB_H gray bytes: small enough for plain Python (no numpy in
+    # the recorder image).
+    frames = [(t, out[i * size:(i + 1) * size])
               for i, t in enumerate(times) if len(out) >= (i + 1) * size]
     starts = [float(x) for x in _SILENCE_START.findall(text)]
     ends = [float(x) for x in _SILENCE_END.findall(text)]
@@ -89,6 +90,10 @@ async def look(path: Path, settings: RecorderSettings, video: bool = True) -> Se
     duration = max(stamps[-1] if stamps else 0.0, times[-1] if times else 0.0)
     silences = [(s, ends[i] if i < len(ends) else duration) for i, s in enumerate(starts)]
     return SegmentLook(duration, frames, silences)
+
+
+def _mean_abs_difference(a: bytes, b: bytes) -> float:
+    return sum(abs(x - y) for x, y in zip(a, b)) / max(1, min(len(a), len(b)))
 
 
 class IdleWatch:
@@ -104,7 +109,7 @@ class IdleWatch:
         self.still_for = 0.0  # seconds without a change or a sound, up to the last segment's end
         self.blank_for = 0.0  # seconds flat and silent since recording began
         self.ever_shown = False  # the page showed something: the blank check is over
-        self._previous: np.ndarray | None = None
+        self._previous: bytes | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -124,12 +129,11 @@ class IdleWatch:
                 return None
             last_change = None
             for at, frame in seen.frames:
-                if self._previous is not None and np.abs(
-                        frame.astype(np.int16) - self._previous).mean() > \
-                        self.settings.idle_change_level:
+                if self._previous is not None and _mean_abs_difference(
+                        frame, self._previous) > self.settings.idle_change_level:
                     last_change = at
                 self._previous = frame
-                if int(frame.max()) - int(frame.min()) > self.settings.blank_flat_level:
+                if frame and max(frame) - min(frame) > self.settings.blank_flat_level:
                     self.ever_shown = True
             sound = seen.last_sound()
             if sound is not None:
