@@ -242,19 +242,15 @@ class OutputSpec(WireModel):
 
 
 class HeaderSpec(WireModel):
-    name: Annotated[str, Field(min_length=1, max_length=128),
-                    AfterValidator(pg.check_header_name)]
-    value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
-                     AfterValidator(pg.check_header_value)]
+    name: pg.HeaderName
+    value: pg.HeaderValue
 
 
 class CookieSpec(WireModel):
-    name: str = Field(min_length=1, max_length=256, pattern=pg.TOKEN)
-    value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
-                     AfterValidator(pg.check_cookie_value)]
-    domain: str | None = Field(None, max_length=253, pattern=r"^\.?[A-Za-z0-9.-]+$",
-                               description="Default: the RecordURL's host")
-    path: str = Field("/", max_length=1024, pattern=r"^/[!-:<-~]*$")
+    name: pg.CookieName
+    value: pg.CookieValue
+    domain: pg.CookieDomain | None = Field(None, description="Default: the RecordURL's host")
+    path: pg.CookiePath = "/"
     secure: bool = False
     http_only: bool = False
     same_site: Literal["Lax", "Strict", "None"] = "Lax"

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from webrecord.api.urls import parse_http_url
 
@@ -147,3 +149,13 @@ CEL_HEADER_RULES = [
     ("!self.value.matches('[\\\\x00-\\\\x08\\\\x0a-\\\\x1f\\\\x7f]')",
      "header value must not contain line breaks or control characters"),
 ]
+
+
+# Field types shared by the CRD shape (api/models.py) and the protocol shape (api/protocol/):
+# one rule, two spellings of the field names.
+HeaderName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(check_header_name)]
+HeaderValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS), AfterValidator(check_header_value)]
+CookieName = Annotated[str, Field(min_length=1, max_length=256, pattern=TOKEN)]
+CookieValue = Annotated[str, Field(max_length=MAX_VALUE_CHARS), AfterValidator(check_cookie_value)]
+CookieDomain = Annotated[str, Field(max_length=253, pattern=r"^\.?[A-Za-z0-9.-]+$")]
+CookiePath = Annotated[str, Field(max_length=1024, pattern=r"^/[!-:<-~]*$")]

@@ -140,18 +140,15 @@ class OutputData(ProtocolModel):
 
 
 class HeaderData(ProtocolModel):
-    Name: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(pg.check_header_name)]
-    Value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
-                     AfterValidator(pg.check_header_value)]
+    Name: pg.HeaderName
+    Value: pg.HeaderValue
 
 
 class CookieData(ProtocolModel):
-    Name: str = Field(min_length=1, max_length=256, pattern=pg.TOKEN)
-    Value: Annotated[str, Field(max_length=pg.MAX_VALUE_CHARS),
-                     AfterValidator(pg.check_cookie_value)]
-    Domain: str | None = Field(None, max_length=253, pattern=r"^\.?[A-Za-z0-9.-]+$",
-                               description="Default: the RecordURL's host")
-    Path: str | None = Field(None, max_length=1024, pattern=r"^/[!-:<-~]*$")
+    Name: pg.CookieName
+    Value: pg.CookieValue
+    Domain: pg.CookieDomain | None = Field(None, description="Default: the RecordURL's host")
+    Path: pg.CookiePath | None = None
     Secure: bool | None = None
     HttpOnly: bool | None = None
     SameSite: Literal["Lax", "Strict", "None"] | None = None
