@@ -29,23 +29,22 @@ def _imported_top_levels() -> set[str]:
     return names - set(sys.stdlib_module_names) - {"webrecord", "__future__"}
 
 
+def _dist(requirement: str) -> str:
+    """The distribution a requirement line names ("pydantic>=2.6" -> "pydantic")."""
+    return _normal(re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0])
+
+
 def test_every_imported_package_is_a_runtime_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {_normal(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0])
-                for dep in project["dependencies"]}
+    declared = {_dist(dep) for dep in project["dependencies"]}
+    # Test-only: named by an extra and not by the runtime dependencies. A package installed as
+    # a dependency of a declared one (botocore of boto3, yarl of aiohttp) is not test-only.
+    test_only = {_dist(dep) for deps in project.get("optional-dependencies", {}).values()
+                 for dep in deps} - declared
     owners = packages_distributions()
     missing = {}
     for module in sorted(_imported_top_levels()):
         dists = {_normal(d) for d in owners.get(module, [module])}
-        # Installed as a dependency of a declared one (botocore of boto3, yarl of aiohttp...)
-        # is fine only when it is not a test-only extra; those are checked by name below.
-        if not dists & declared and dists & _test_only(project):
+        if not dists & declared and dists & test_only:
             missing[module] = sorted(dists)
     assert not missing, f"imported by operator/webrecord but only a test extra: {missing}"
-
-
-def _test_only(project: dict) -> set[str]:
-    extras = project.get("optional-dependencies", {})
-    runtime_closure = {_normal(d) for d in project["dependencies"]}
-    return {_normal(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0])
-            for deps in extras.values() for dep in deps} - runtime_closure
