@@ -26,6 +26,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# This checkout's recorder, for this process and every recorder it starts, so a fresh clone
+# measures its own code whether or not (and wherever) `pip install -e` pointed.
+_OPERATOR = str(HERE.parents[1] / "operator")
+sys.path.insert(0, _OPERATOR)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_OPERATOR, os.environ.get("PYTHONPATH")) if p)
 
 from recbench import analysis as an  # noqa: E402
 from recbench import admission, proctree, runs  # noqa: E402
