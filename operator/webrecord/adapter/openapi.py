@@ -50,6 +50,18 @@ def openapi_document() -> dict[str, Any]:
         },
         "required": ["Filename", "FileSize", "FileDuration"],
     }
+    snapshot = {
+        "type": "object",
+        "description": "Extension: one JPEG delivered beside the video (Output.Snapshots)",
+        "properties": {
+            "Filename": {"type": "string", "description": "The video's name + _snapshot_NNNNN.jpg "
+                         "or _poster.jpg"},
+            "Time": {"type": "number", "description": "Seconds into the video"},
+            "FileSize": {"type": "integer"},
+            "FileURL": {"type": "string"},
+        },
+        "required": ["Filename", "Time", "FileSize"],
+    }
     time_field = {"type": "integer", "description": "Unix seconds; present only once it happened"}
     schemas.update(
         {
@@ -59,6 +71,7 @@ def openapi_document() -> dict[str, Any]:
                 "required": ["TaskID", "RequestID"],
             },
             "Video": video,
+            "Snapshot": snapshot,
             "Result": {
                 "type": "object",
                 "properties": {
@@ -69,6 +82,12 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "ErrorMessage": {"type": "string"},
                     "Videos": {"type": "array", "items": {"$ref": _REF.format(model="Video")}},
+                    "Snapshots": {"type": "array", "description": (
+                        "Extension: the periodic snapshots in video order; present only when "
+                        "the task asked for Output.Snapshots"),
+                        "items": {"$ref": _REF.format(model="Snapshot")}},
+                    "Poster": {"$ref": _REF.format(model="Snapshot"), "description": (
+                        "Extension: the video's last frame; present only when taken")},
                 },
                 "required": ["ErrorCode", "ErrorMessage", "Videos"],
             },

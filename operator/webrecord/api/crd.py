@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from webrecord.api import media, page
+from webrecord.api import media, page, snapshots
 from webrecord.api.models import RecordingSpec
 from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
 from webrecord.api.urls import CEL_URL_CHARS, URL_CHARS_RULE
@@ -106,9 +106,12 @@ def spec_schema() -> dict[str, Any]:
     # Live outputs (extension) may change while recording; the rest of output may not.
     props["output"]["x-kubernetes-validations"] = [{
         "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || "
-                            f"self.{f} == oldSelf.{f})" for f in ("cos", "vod", "video")),
+                            f"self.{f} == oldSelf.{f})" for f in ("cos", "vod", "video", "snapshots")),
         "message": "output is immutable except output.live; only action, actionSeq and "
-                   "output.live may change"}]
+                   "output.live may change"},
+        *({"rule": rule, "message": message} for rule, message in snapshots.CEL_OUTPUT_RULES)]
+    props["output"]["properties"]["snapshots"]["x-kubernetes-validations"] = [
+        {"rule": rule, "message": message} for rule, message in snapshots.CEL_SNAPSHOT_RULES]
     # The URL rules a regular expression can state; the rest (credentials, ambiguous IPv4
     # forms) the operator checks with the models and ends the task with InvalidParam.
     video_props = props["output"]["properties"]["video"]["properties"]

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from webrecord.api import media
 from webrecord.api import page as pg
+from webrecord.api import snapshots as snap
 from webrecord.api.live import MAX_LIVE_OUTPUTS, parse_live_url
 from webrecord.api.names import ContainedDir, ContainedName
 from webrecord.api.urls import parse_http_url
@@ -226,6 +227,21 @@ class LiveOutputStatus(WireModel):
     dropped_bytes: int = Field(0, ge=0, description="Dropped for this receiver: it was too slow")
 
 
+class SnapshotSpec(WireModel):
+    """Snapshots (extension, webrecord.api.snapshots): taken from the recorded video after it
+    is packaged (no second capture or encode), delivered beside it."""
+
+    interval_seconds: int | None = snap.interval_field()
+    poster: bool = Field(True, description=snap.DOC["poster"])
+    max_count: int = snap.max_count_field(snap.DEFAULT_MAX_COUNT)
+
+    @model_validator(mode="after")
+    def _something_to_take(self) -> "SnapshotSpec":
+        if self.interval_seconds is None and not self.poster:
+            raise ValueError(snap.NOTHING_TO_TAKE)
+        return self
+
+
 class OutputSpec(WireModel):
     cos: CosOutput | None = None
     vod: VodOutput | None = None
@@ -234,11 +250,18 @@ class OutputSpec(WireModel):
         None, max_length=MAX_LIVE_OUTPUTS,
         description="Extension: live receivers of the recording (RTMP/RTMPS/SRT); may change "
         "while recording")
+    snapshots: SnapshotSpec | None = Field(None, description=snap.DOC["snapshots"])
 
     @field_validator("live")
     @classmethod
     def _unique_live(cls, value: list[LiveOutput] | None) -> list[LiveOutput] | None:
         return unique_live(value)
+
+    @model_validator(mode="after")
+    def _snapshots_need_video(self) -> "OutputSpec":
+        if self.snapshots is not None and self.video.audio_only:
+            raise ValueError(snap.AUDIO_ONLY)
+        return self
 
 
 class HeaderSpec(WireModel):
@@ -344,10 +367,23 @@ class VideoFile(WireModel):
     file_url: str | None = Field(None, alias="fileURL")
 
 
+class SnapshotFile(WireModel):
+    """One delivered JPEG (extension): its name beside the video and where in the video."""
+
+    filename: str
+    time: float = Field(ge=0, description="Seconds into the video")
+    file_size: int = Field(ge=0)
+    file_url: str | None = Field(None, alias="fileURL")
+
+
 class Result(WireModel):
     error_code: ErrorCode | None = None
     error_message: str | None = None
     videos: list[VideoFile] = Field(default_factory=list)
+    # Extension (output.snapshots): absent unless the task asked, so old callers see no change.
+    snapshots: list[SnapshotFile] | None = Field(
+        None, max_length=snap.MAX_COUNT, description="Periodic snapshots, in video order")
+    poster: SnapshotFile | None = Field(None, description="The last frame of the video")
 
 
 class TaskTimes(WireModel):

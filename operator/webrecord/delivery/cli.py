@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from webrecord.api.models import Phase, RecorderStatus, RecordingTask, Result
 from webrecord.api.protocol import result_body
+from webrecord.delivery import images
 from webrecord.delivery.pipeline import DELIVERY_CODES, MANIFEST_NAME, LocalVideo, deliver
 from webrecord.files import write_atomic
 
@@ -70,6 +71,7 @@ def _parse_video(spec: str) -> LocalVideo:
 async def _package_stored(task: RecordingTask, work_dir: Path) -> list[LocalVideo]:
     """The task's stored segments joined into one video under `work_dir`."""
     from webrecord.recorder.package import package_hls, package_mp4
+    from webrecord.recorder.snapshots import take_snapshots
     from webrecord.recorder.resume import fetch_stored_segments
     from webrecord.recorder.settings import RecorderSettings
     from webrecord.storage.segments import SegmentStore
@@ -92,7 +94,8 @@ async def _package_stored(task: RecordingTask, work_dir: Path) -> list[LocalVide
         suffix = ".m4a" if video.audio_only else ".mp4"
         out = await package_mp4(stored.segments, work_dir / "output" / f"{task.task_id}{suffix}",
                                 work_dir, settings)
-    return [LocalVideo(out.path, out.duration, out.muxer)]
+    out = await take_snapshots(out, task.spec.output.snapshots, settings)
+    return [LocalVideo(out.path, out.duration, out.muxer, out.snapshots, out.poster)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - StorageError, OSError, RecorderError: say it
             return _fail(f"--from-segments: {exc}")
     if not videos:
-        videos = [LocalVideo(Path(v["path"]), float(v["duration"]), v["muxer"])
-                  for v in manifest.get("videos", [])]
+        videos = [LocalVideo(Path(v["path"]), float(v["duration"]), v["muxer"],
+                             **images.from_manifest(v)) for v in manifest.get("videos", [])]
     if not videos:
         return _fail(f"no videos: no {MANIFEST_NAME} for task {task.task_id} under {work_dir} "
                      "and no --video")

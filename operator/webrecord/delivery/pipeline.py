@@ -37,9 +37,11 @@ from webrecord.api.models import (
     RecorderStatus,
     RecordingTask,
     Result,
+    SnapshotFile,
     VideoFile,
 )
 from webrecord.api.protocol import describe_body
+from webrecord.delivery import images
 from webrecord.delivery.callback import send_callback
 from webrecord.api.names import relative_path_problem
 from webrecord.files import PathEscape, contained, write_atomic
@@ -75,6 +77,7 @@ class _Plan:
     file_url: str | None = None
     file_id: str | None = None
     errors: list[DeliveryFailure] = field(default_factory=list)
+    image_urls: images.Urls = field(default_factory=dict)  # snapshots and poster (extension)
 
 
 # ---------------------------------------------------------------- naming
@@ -171,23 +174,22 @@ def _to_cos(task: RecordingTask, plans: list[_Plan], settings: DeliverySettings,
             if mark not in done:
                 key = _free_key(bucket, task, prefix, plan, key)
                 mark = f"cos:{cos.bucket}:{key}"
-            if mark in done:
-                plan.file_url = done[mark]
-                continue
-            if plan.video.muxer == "hls":
-                parts = {object_key(prefix, rel): path
-                         for rel, path in hls_files(plan.video.path).items()}
-                bucket.upload_many(parts, last=(key, plan.video.path), owner=task.task_id)
-            else:
-                bucket.upload_file(plan.video.path, key, owner=task.task_id)
+            if mark not in done:
+                if plan.video.muxer == "hls":
+                    parts = {object_key(prefix, rel): path
+                             for rel, path in hls_files(plan.video.path).items()}
+                    bucket.upload_many(parts, last=(key, plan.video.path), owner=task.task_id)
+                else:
+                    bucket.upload_file(plan.video.path, key, owner=task.task_id)
+                done[mark] = bucket.file_url(key)
+            plan.file_url = done[mark]
+            # Beside the video: the images' names follow the name the video got above.
+            images.to_bucket(bucket, lambda name: object_key(prefix, name), plan.stem,
+                             plan.video, task.task_id, done, plan.image_urls)
         except DeliveryFailure as failure:
             plan.errors.append(failure)
-            continue
         except StorageError as exc:
             plan.errors.append(DeliveryFailure(ErrorCode.UPLOAD_FAILED, str(exc)))
-            continue
-        plan.file_url = bucket.file_url(key)
-        done[mark] = plan.file_url
 
 
 def _free_key(bucket: Bucket, task: RecordingTask, prefix: str, plan: _Plan, key: str) -> str:
@@ -220,6 +222,9 @@ def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySe
                     raise
                 plan.stem = f"{plan.stem}_{task.task_id}"  # a default name taken: make it ours
                 final, mark = _copy_to(root, sub, plan, done)
+            plan.file_url = done[mark] = _fs_url(settings, final)
+            images.to_dir(final.parent, root, lambda p: _fs_url(settings, p), plan.stem,
+                          plan.video, done, plan.image_urls)
         except PathEscape as exc:
             plan.errors.append(DeliveryFailure(
                 ErrorCode.UPLOAD_FAILED, f"copy to {root} refused: {exc}"))
@@ -238,13 +243,34 @@ def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySe
             plan.errors.append(DeliveryFailure(
                 ErrorCode.UPLOAD_FAILED,
                 f"copy to {root} failed: {exc.strerror or exc} ({exc.__class__.__name__})"))
+
+
+def _fs_url(settings: DeliverySettings, final: Path) -> str:
+    """A published file's URL: under WEBRECORD_OUTPUT_URL_BASE, or its file:// URI."""
+    assert settings.output_dir is not None
+    if settings.output_url_base:
+        rel = final.resolve().relative_to(settings.output_dir.resolve()).as_posix()
+        return f"{settings.output_url_base.rstrip('/')}/{rel}"
+    return final.resolve().as_uri()
+
+
+def _images_without_target(task: RecordingTask, plans: list[_Plan],
+                           settings: DeliverySettings, done: dict[str, Any]) -> None:
+    """VOD takes the video, not images: they go where a task without targets puts its files."""
+    for plan in plans:
+        if not plan.video.images:
             continue
-        if settings.output_url_base:
-            rel = final.relative_to(root.resolve()).as_posix()
-            plan.file_url = f"{settings.output_url_base.rstrip('/')}/{rel}"
-        else:
-            plan.file_url = final.resolve().as_uri()
-        done[mark] = plan.file_url
+        if settings.output_dir is None:
+            images.as_they_are(plan.video, plan.image_urls)
+            continue
+        root = settings.output_dir
+        try:
+            images.to_dir(contained(root, target_dir(task)), root,
+                          lambda p: _fs_url(settings, p), plan.stem, plan.video, done,
+                          plan.image_urls)
+        except (PathEscape, OSError) as exc:
+            code = ErrorCode.DISK_FULL if isinstance(exc, DiskFullError) else ErrorCode.UPLOAD_FAILED
+            plan.errors.append(DeliveryFailure(code, f"copy of snapshots to {root} failed: {exc}"))
 
 
 def _copy_to(root: Path, sub: str, plan: _Plan, done: dict[str, Any]) -> tuple[Path, str]:
@@ -302,12 +328,15 @@ def _upload(task: RecordingTask, videos: list[LocalVideo], status: RecorderStatu
         _to_cos(task, present, settings, done)
     if output.vod is not None:
         _to_vod(task, present, settings, done)
+        if not (output.cos and output.cos.bucket):
+            _images_without_target(task, present, settings, done)
     if not (output.cos and output.cos.bucket) and output.vod is None:
         if settings.output_dir is not None:
             _to_filesystem(task, present, settings, done)
         else:
             for plan in present:  # local use: the file stays where the recorder wrote it
                 plan.file_url = plan.video.path.resolve().as_uri()
+                images.as_they_are(plan.video, plan.image_urls)
     return plans
 
 
@@ -317,6 +346,8 @@ def _upload(task: RecordingTask, videos: list[LocalVideo], status: RecorderStatu
 def _failure_result(base: Result, plans: list[_Plan]) -> Result:
     videos: list[VideoFile] = []
     failures: list[tuple[_Plan, DeliveryFailure]] = []
+    snapshots: list[SnapshotFile] | None = None  # extension: only for a task that asked
+    poster_line: SnapshotFile | None = None
     for plan in plans:
         try:
             size = _video_size(plan.video)
@@ -330,8 +361,14 @@ def _failure_result(base: Result, plans: list[_Plan]) -> Result:
             file_url=plan.file_url,
         ))
         failures.extend((plan, err) for err in plan.errors)
+        shots, poster = images.result_lines(plan.stem, plan.video, plan.image_urls)
+        if shots is not None:
+            snapshots = [*(snapshots or []), *shots]
+        poster_line = poster_line or poster
     result = base.model_copy(deep=True)
     result.videos = videos
+    if snapshots is not None or poster_line is not None:
+        result.snapshots, result.poster = snapshots, poster_line
     if failures and result.error_code is None:
         first = failures[0][1]
         result.error_code = first.code
@@ -422,7 +459,8 @@ async def deliver(
     manifest = {
         "taskId": task.task_id,
         "status": manifest.get("status") or status.wire(),  # as before the first attempt
-        "videos": [{"path": str(v.path), "duration": v.duration, "muxer": v.muxer} for v in videos],
+        "videos": [{"path": str(v.path), "duration": v.duration, "muxer": v.muxer,
+                    **images.manifest_entry(v)} for v in videos],
         "done": done,
         "callbackDone": bool(manifest.get("callbackDone")),
         "result": result.wire(),

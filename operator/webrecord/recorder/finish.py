@@ -25,7 +25,8 @@ async def deliver_packaged(task: RecordingTask, session: Any, status: RecorderSt
     videos = []
     if session.packaged is not None:
         p = session.packaged
-        videos.append(LocalVideo(path=p.path, duration=p.duration, muxer=p.muxer))
+        videos.append(LocalVideo(path=p.path, duration=p.duration, muxer=p.muxer,
+                                 snapshots=p.snapshots, poster=p.poster))
 
     upload = _UploadClock(sum(_size(v.path) for v in videos))
 

@@ -19,6 +19,7 @@ from webrecord.files import write_private
 from webrecord.logs import event
 from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.settings import RecorderSettings
+from webrecord.storage.video import LocalSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,20 @@ class Packaged:
     muxer: str
     duration: float
     files: list[Path] = field(default_factory=list)  # everything that makes up the video
+    # ffmpeg's input arguments that read the video on its own timeline (output.snapshots)
+    input_args: list[str] = field(default_factory=list)
+    snapshots: list[LocalSnapshot] | None = None
+    poster: LocalSnapshot | None = None
 
     @property
     def size(self) -> int:
         return sum(f.stat().st_size for f in self.files if f.exists())
 
 
-async def _run(argv: list[str], timeout: float = 600) -> tuple[int, str]:
+async def run_tool(argv: list[str], timeout: float = 600,
+                   stderr: bool = False) -> tuple[int, str]:
+    """(exit code, stdout) of a finished ffmpeg/ffprobe, or its stderr when it failed or when
+    `stderr` asks for it (filters such as showinfo report there)."""
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE,
@@ -50,13 +58,13 @@ async def _run(argv: list[str], timeout: float = 600) -> tuple[int, str]:
         await proc.wait()
         return -9, "timed out"
     if proc.returncode == 0:
-        return 0, out.decode(errors="replace")
+        return 0, (err if stderr else out).decode(errors="replace")
     return proc.returncode or 1, err.decode(errors="replace")
 
 
 async def probe(path: Path, settings: RecorderSettings) -> dict:
     """ffprobe's format + streams as a dict ({} when the file is unreadable)."""
-    code, out = await _run([settings.ffprobe_path, "-v", "error", "-show_entries",
+    code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-show_entries",
                             "format=duration:stream=codec_type,codec_name,width,height,duration",
                             "-of", "json", str(path)], timeout=60)
     if code != 0:
@@ -97,7 +105,7 @@ async def drop_torn_tail(segment: Path, settings: RecorderSettings) -> bool:
     """A segment cut short by a full disk ends in a partly written packet, which decodes with
     errors: keep everything before the last video packet (one frame and the sound after it),
     timestamps unchanged, in place. True when the segment was rewritten."""
-    code, out = await _run([settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
+    code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-select_streams", "v:0",
                             "-show_entries", "packet=dts_time", "-of", "csv=p=0", str(segment)],
                            timeout=60)
     dts = [float(x) for x in out.replace(",", " ").split() if x != "N/A"] if code == 0 else []
@@ -105,7 +113,7 @@ async def drop_torn_tail(segment: Path, settings: RecorderSettings) -> bool:
         return False
     trimmed = segment.with_name(segment.stem + ".trim.ts")
     # Stream copy stops at the first packet whose decode time reaches -to.
-    code, err = await _run([settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
+    code, err = await run_tool([settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
                             "-copyts", "-i", str(segment), "-map", "0", "-c", "copy",
                             "-to", f"{dts[-1] - 0.0005:.6f}", "-muxdelay", "0", "-muxpreload", "0",
                             "-f", "mpegts", str(trimmed)], timeout=120)
@@ -145,7 +153,7 @@ _SEAM_TOLERANCE_S = 0.25
 
 async def _span(path: Path, settings: RecorderSettings) -> tuple[float, float] | None:
     """(start_time, duration) of a segment's format, or None when unreadable."""
-    code, out = await _run([settings.ffprobe_path, "-v", "error", "-show_entries",
+    code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-show_entries",
                             "format=start_time,duration", "-of", "json", str(path)], timeout=60)
     try:
         fmt = json.loads(out)["format"] if code == 0 else {}
@@ -196,7 +204,7 @@ async def package_mp4(segments: list[Path], out: Path, work_dir: Path,
     list_path = work_dir / "concat.txt"
     _concat_list(segments, list_path, await join_durations(segments, settings))
     tmp = out.with_name(out.name + ".part")
-    code, err = await _run([
+    code, err = await run_tool([
         settings.ffmpeg_path, "-hide_banner", "-loglevel", "error", "-y",
         "-f", "concat", "-safe", "0", "-i", str(list_path),
         # "0:v?": an audio-only task's segments have no video (the file is an .m4a).
@@ -208,7 +216,7 @@ async def package_mp4(segments: list[Path], out: Path, work_dir: Path,
     os.replace(tmp, out)
     dur = await duration(out, settings)
     event(log, "packaged mp4", path=str(out), seconds=dur, bytes=out.stat().st_size)
-    return Packaged(path=out, muxer="mp4", duration=dur, files=[out])
+    return Packaged(path=out, muxer="mp4", duration=dur, files=[out], input_args=["-i", str(out)])
 
 
 async def package_hls(segments: list[Path], playlist: Path, work_dir: Path,
@@ -245,11 +253,14 @@ async def package_hls(segments: list[Path], playlist: Path, work_dir: Path,
         write_private(info, f"{uri}\n{key_file}\n{secrets.token_hex(16)}\n")
         argv += ["-hls_key_info_file", str(info)]
     argv.append(str(playlist))
-    code, err = await _run(argv)
+    code, err = await run_tool(argv)
     produced = [playlist, *sorted(playlist.parent.glob(f"{stem}_*.ts"))]
     if code != 0:
         raise _fail(err, "writing HLS", produced)
     dur = playlist_duration(playlist)
     event(log, "packaged hls", path=str(playlist), seconds=dur, segments=len(produced) - 1,
           encrypted=bool(encrypt_key))
-    return Packaged(path=playlist, muxer="hls", duration=dur, files=produced)
+    # The segments' join rather than the playlist: an encrypted playlist's key URI may not be
+    # reachable from here; the join is the playlist's timeline (stream copy of the same list).
+    return Packaged(path=playlist, muxer="hls", duration=dur, files=produced,
+                    input_args=["-f", "concat", "-safe", "0", "-i", str(list_path)])

@@ -36,6 +36,7 @@ from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, p
 from webrecord.recorder.reserve import DiskReserve
 from webrecord.recorder.resume import StoredParts
 from webrecord.recorder.settings import RecorderSettings
+from webrecord.recorder.snapshots import take_snapshots
 from webrecord.recorder.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -648,6 +649,8 @@ class Session:
             return None
         video = self.spec.output.video
         if video.muxer == "hls":
-            return await package_hls(segments, self.output, self.work_dir, self.settings,
-                                     video.encrypt_key, video.auth_url)
-        return await package_mp4(segments, self.output, self.work_dir, self.settings)
+            packaged = await package_hls(segments, self.output, self.work_dir, self.settings,
+                                         video.encrypt_key, video.auth_url)
+        else:
+            packaged = await package_mp4(segments, self.output, self.work_dir, self.settings)
+        return await take_snapshots(packaged, self.spec.output.snapshots, self.settings)

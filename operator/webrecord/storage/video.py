@@ -12,10 +12,26 @@ _URI_ATTR = re.compile(r'URI="([^"]+)"')
 
 
 @dataclass
+class LocalSnapshot:
+    """A JPEG taken from the video (output.snapshots), and where in the video it is."""
+
+    path: Path
+    time: float  # seconds into the video
+
+
+@dataclass
 class LocalVideo:
     path: Path  # the mp4 file, or the HLS playlist (.m3u8) beside its segments
     duration: float  # seconds
     muxer: str  # "mp4" | "hls"
+    # Extension (output.snapshots): None when the task did not ask for periodic snapshots.
+    snapshots: list[LocalSnapshot] | None = None
+    poster: LocalSnapshot | None = None
+
+    @property
+    def images(self) -> list[LocalSnapshot]:
+        """Every JPEG that goes beside the video: the periodic ones, then the poster."""
+        return [*(self.snapshots or []), *([self.poster] if self.poster else [])]
 
 
 def hls_files(playlist: Path) -> dict[str, Path]:

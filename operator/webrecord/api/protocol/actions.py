@@ -25,6 +25,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api import media
 from webrecord.api import page as pg
+from webrecord.api import snapshots as snap
 from webrecord.api import models as m
 from webrecord.api.live import MAX_LIVE_OUTPUTS, parse_live_url
 from webrecord.api.names import ContainedDir, ContainedName
@@ -123,6 +124,19 @@ class LiveData(ProtocolModel):
         return value
 
 
+class SnapshotsData(ProtocolModel):
+    """Extension: JPEG snapshots and a poster frame (webrecord.api.snapshots)."""
+    IntervalSeconds: int | None = snap.interval_field()
+    Poster: bool | None = Field(None, description=snap.DOC["poster"])
+    MaxCount: int | None = snap.max_count_field(None)
+
+    @model_validator(mode="after")
+    def _something_to_take(self) -> "SnapshotsData":
+        if self.IntervalSeconds is None and self.Poster is False:
+            raise ValueError(snap.protocol_words(snap.NOTHING_TO_TAKE))
+        return self
+
+
 class OutputData(ProtocolModel):
     Cos: CosData | None = None
     Vod: VodData | None = None
@@ -130,6 +144,7 @@ class OutputData(ProtocolModel):
     Live: list[LiveData] | None = Field(
         None, max_length=MAX_LIVE_OUTPUTS,
         description="Extension: live receivers (RTMP/RTMPS/SRT) of the recording's own encode")
+    Snapshots: SnapshotsData | None = Field(None, description=snap.DOC["snapshots"])
 
     @field_validator("Live")
     @classmethod
@@ -137,6 +152,12 @@ class OutputData(ProtocolModel):
         if value and len({o.Url for o in value}) != len(value):
             raise ValueError("the same Url twice")
         return value
+
+    @model_validator(mode="after")
+    def _snapshots_need_video(self) -> "OutputData":
+        if self.Snapshots is not None and self.Video is not None and self.Video.AudioOnly:
+            raise ValueError(snap.protocol_words(snap.AUDIO_ONLY))
+        return self
 
 
 class HeaderData(ProtocolModel):
@@ -474,6 +495,8 @@ def to_spec(data: StartData) -> m.RecordingSpec:
             output["video"] = _snake(data.Output.Video)
         if data.Output.Live:
             output["live"] = [{"url": o.Url} for o in data.Output.Live]
+        if data.Output.Snapshots is not None:
+            output["snapshots"] = _snake(data.Output.Snapshots)
     spec["output"] = output
     if data.Page is not None:
         spec["page"] = _snake_deep(data.Page)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webrecord.api.models import RecorderStatus, Result, VideoFile
+from webrecord.api.models import RecorderStatus, Result, SnapshotFile, VideoFile
 
 _TIME_FIELDS = {
     "create_time": "CreateTime",
@@ -32,12 +32,26 @@ def video_body(video: VideoFile) -> dict[str, Any]:
     return body
 
 
+def snapshot_body(snapshot: SnapshotFile) -> dict[str, Any]:
+    body: dict[str, Any] = {"Filename": snapshot.filename, "Time": round(snapshot.time, 3),
+                            "FileSize": snapshot.file_size}
+    if snapshot.file_url:
+        body["FileURL"] = snapshot.file_url
+    return body
+
+
 def result_body(result: Result) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "ErrorCode": result.error_code.value if result.error_code else "",
         "ErrorMessage": result.error_message or "",
         "Videos": [video_body(v) for v in result.videos],
     }
+    # Extension (Output.Snapshots): only for a task that asked, so old callers see no change.
+    if result.snapshots is not None:
+        body["Snapshots"] = [snapshot_body(s) for s in result.snapshots]
+    if result.poster is not None:
+        body["Poster"] = snapshot_body(result.poster)
+    return body
 
 
 def describe_body(status: RecorderStatus) -> dict[str, Any]:
