@@ -145,7 +145,8 @@ def test_health_and_openapi(server: LiveServer) -> None:
     start = schemas["StartData"]
     assert start["required"] == ["RecordURL"]
     assert start["properties"]["Width"]["anyOf"][0] == {"maximum": 2560, "minimum": 0, "type": "integer"}
-    assert set(schemas["OutputData"]["properties"]) == {"Cos", "Vod", "Video", "Live"}
+    assert set(schemas["OutputData"]["properties"]) == {"Cos", "Vod", "Video", "Live",
+                                                        "Snapshots"}  # extensions
     assert set(schemas["VodData"]["properties"]) == {"MediaInfo", "ProcedureInfo", "SubAppId"}
     assert set(schemas["Task"]["properties"]) == {
         "TaskID", "Status", "CreateTime", "StartTime", "CancelTime", "StopTime", "FinishTime", "Result",
