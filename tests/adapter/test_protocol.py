@@ -90,8 +90,8 @@ def test_start_field_errors(server: LiveServer, data: dict, code: str, message: 
         (b"{}", "MissingParam", "Action: required"),
         (b'{"Action": null}', "MissingParam", "Action: required"),
         (b'{"Action": ["Start"]}', "InvalidParam", "Action: must be a string, got an array"),
-        (b'{"Action": "start", "Data": {}}', "UnsupportedAction", "Action: 'start' is not supported (one of: Start, Pause, Resume, Refresh, Stop, Cancel, Describe, List)"),
-        (b'{"Action": "Delete", "Data": {}}', "UnsupportedAction", "Action: 'Delete' is not supported (one of: Start, Pause, Resume, Refresh, Stop, Cancel, Describe, List)"),
+        (b'{"Action": "start", "Data": {}}', "UnsupportedAction", "Action: 'start' is not supported (one of: Start, Pause, Resume, Refresh, Stop, Cancel, UpdateLive, Describe, List)"),
+        (b'{"Action": "Delete", "Data": {}}', "UnsupportedAction", "Action: 'Delete' is not supported (one of: Start, Pause, Resume, Refresh, Stop, Cancel, UpdateLive, Describe, List)"),
         (b'{"Action": "Start"}', "MissingParam", "Data: required"),
         (b'{"Action": "Start", "Data": "x"}', "InvalidParam", "Data: must be a JSON object, got a string"),
         (b'{"Action": "Start", "Data": {}, "Version": 1}', "InvalidParam", "Version: unknown field (the envelope has only Action and Data)"),
@@ -227,7 +227,7 @@ def test_openapi_references_resolve(server: LiveServer) -> None:
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
     request_schema = doc["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert len(request_schema["oneOf"]) == 8
+    assert len(request_schema["oneOf"]) == 9
     error = doc["components"]["schemas"]["Error"]
     assert "UrlNotAllowed" in error["properties"]["ErrorCode"]["enum"]
 

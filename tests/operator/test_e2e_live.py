@@ -1,6 +1,7 @@
 """Live outputs through the operator: a WebRecording with spec.output.live streams to a real
 nginx-rtmp receiver; a receiver added to spec.output.live while recording is passed on to the
-recorder and gets the stream; .status.live shows both with their keys redacted."""
+recorder and gets the stream (and is no control: the last one is not forwarded again);
+.status.live shows both with their keys redacted."""
 
 from __future__ import annotations
 
@@ -46,13 +47,28 @@ def test_spec_output_live_changes_reach_the_recorder(
             wait_for(lambda: live_states(kube, "live") == [(rtmp_shown, "live")], 60,
                      "the RTMP output live in .status.live")
             time.sleep(2)
+            # A Pause and a Resume before the live change: the change is no control, so the
+            # Resume is not forwarded again (it would be refused: "while recording").
+            kube.patch_spec("live", {"action": "Pause", "actionSeq": 1})
+            kube.wait_phase("live", "paused", timeout=30)
+            kube.patch_spec("live", {"action": "Resume", "actionSeq": 2})
+            kube.wait_phase("live", "recording", timeout=30)
+            resumed = kube.get("webrecording", "live")["metadata"]["generation"]
             kube.patch_spec("live", {"output": {"live": [{"url": nginx.url("rtmp-key")},
                                                          {"url": srt.url}]}})
             wait_for(lambda: live_states(kube, "live") == [(rtmp_shown, "live"),
                                                           (srt_shown, "live")], 60,
                      "the added SRT output live in .status.live")
+            obj = kube.get("webrecording", "live")
+            assert obj["metadata"]["generation"] == resumed + 1
+            wait_for(lambda: kube.status("live").get("observedGeneration") == resumed + 1, 30,
+                     "the live change observed")
+            [applied] = [c for c in kube.status("live")["conditions"]
+                         if c["type"] == "ActionApplied"]
+            assert (applied["status"], applied["reason"], applied["observedGeneration"]) == (
+                "True", "Resume", resumed), applied
             time.sleep(3)
-            kube.patch_spec("live", {"action": "Stop", "actionSeq": 1})
+            kube.patch_spec("live", {"action": "Stop", "actionSeq": 3})
             assert kubelet.report_exit(timeout=120) == 0
             status = kube.wait_phase("live", "finished", timeout=60)
         delivered_video(status, moto, "live/", 4.0)

@@ -28,7 +28,7 @@ def _envelope(action: str, data_ref: str | None, required_data: bool = True) -> 
 
 
 def openapi_document() -> dict[str, Any]:
-    models = [pm.StartData, pm.TaskData, pm.ListData]
+    models = [pm.StartData, pm.TaskData, pm.LiveUpdateData, pm.ListData]
     _, defs = models_json_schema(
         [(model, "validation") for model in models], ref_template=_REF
     )
@@ -175,7 +175,7 @@ def openapi_document() -> dict[str, Any]:
             "/": {
                 "post": {
                     "operationId": "action",
-                    "summary": "Start, Pause, Resume, Refresh, Stop, Cancel, Describe or List",
+                    "summary": ", ".join(a.value for a in pm.ActionName),
                     "security": [{"AppSignature": []}],
                     "requestBody": {
                         "required": True,
@@ -196,8 +196,8 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {
-                            "description": "Start and controls: TaskReply; Describe: "
-                            "DescribeReply; List: ListReply",
+                            "description": "Start, controls and UpdateLive: TaskReply; "
+                            "Describe: DescribeReply; List: ListReply",
                             "content": {
                                 "application/json": {
                                     "schema": {

@@ -160,6 +160,10 @@ class ActionHandler:
                     "Limit": limit,
                     "Tasks": [describe_body(s) for s in page.tasks],
                 }
+            if action is pm.ActionName.UPDATE_LIVE:
+                await self._check_live("Data.Live", data.Live)
+                await self.backend.set_live(data.TaskID, owner, pm.to_live(data.Live))
+                return {"TaskID": data.TaskID}
             await self.backend.control(data.TaskID, owner, pm.CONTROL_ACTIONS[action])
             return {"TaskID": data.TaskID}
         except BackendError as exc:
@@ -173,10 +177,17 @@ class ActionHandler:
         await self.urls.check("Data.RecordURL", spec.record_url)
         if spec.callback_url:
             await self.urls.check("Data.CallbackURL", spec.callback_url)
+        await self._check_live("Data.Output.Live", data.Output.Live if data.Output else None)
         task = RecordingTask(task_id=new_task_id(), spec=spec, create_time=logs.now())
         await self.backend.start(task, owner)
         logs.event(log, "task created", task_id=task.task_id, owner=owner)
         return {"TaskID": task.task_id}
+
+
+    async def _check_live(self, field: str, live: list[pm.LiveData] | None) -> None:
+        """Each receiver's host, as at Start so in UpdateLive (Data.Live.1.Url: ...)."""
+        for i, output in enumerate(live or []):
+            await self.urls.check_live(f"{field}.{i}.Url", output.Url)
 
 
 class BucketRules:

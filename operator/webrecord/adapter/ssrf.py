@@ -1,4 +1,5 @@
-"""Where a RecordURL / CallbackURL / AuthUrl may point, judged at Start.
+"""Where a RecordURL / CallbackURL / AuthUrl / live output may point, judged at Start (and a
+live output at UpdateLive).
 
 The URL is parsed the WHATWG way (as Chromium parses it; `webrecord.api.urls`), so the host
 judged is the host the browser fetches; URLs it cannot judge (credentials, backslashes,
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
 from webrecord.api.urls import UrlRejected
 from webrecord.egress.policy import EgressPolicy, EgressSettings
-from webrecord.urlcheck import url_refusal
+from webrecord.urlcheck import live_url_refusal, url_refusal
 
 
 class UrlPolicy:
@@ -49,5 +50,19 @@ class UrlPolicy:
             _, reason = await url_refusal(url, self.policy, self.allow_hosts)
         except UrlRejected as exc:
             raise ApiError(AdapterErrorCode.INVALID_PARAM, f"{field}: {exc.rule}") from None
+        self._refuse(field, reason)
+
+    async def check_live(self, field: str, url: str) -> None:
+        """The same for a live output (rtmp://, rtmps://, srt://): its host judged as the
+        recorder's relay judges it before each connect, so a refused receiver is an error now
+        rather than a `refused` output later. The URL itself was parsed already."""
+        try:
+            reason = await live_url_refusal(url, self.policy, self.allow_hosts)
+        except UrlRejected as exc:
+            raise ApiError(AdapterErrorCode.INVALID_PARAM, f"{field}: {exc.rule}") from None
+        self._refuse(field, reason)
+
+    @staticmethod
+    def _refuse(field: str, reason: str | None) -> None:
         if reason is not None:
             raise ApiError(AdapterErrorCode.URL_NOT_ALLOWED, f"{field}: {reason}")

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from webrecord.api.models import (LiveOutputStatus, Phase, RecorderStatus, Result, TaskTimes,
-                                  WireModel)
+from webrecord.api.models import (Action, LiveOutputStatus, Phase, RecorderStatus, Result,
+                                  TaskTimes, WireModel)
 
 GROUP = "webrecord.io"
 VERSION = "v1alpha1"
@@ -54,6 +54,9 @@ class WebRecordingStatus(TaskTimes):
     observed_action_seq: int | None = Field(
         None, ge=0, description="Highest spec.actionSeq the recorder has applied"
     )
+    observed_action: Action | None = Field(
+        None, description="The spec.action forwarded last (with observedActionSeq): a later "
+        "spec change that leaves both as they are (spec.output.live) is no new control")
     pod_name: str | None = Field(None, max_length=253)
     restarts: int | None = Field(
         None, ge=0, description="Recorder pods started to replace lost ones (resumed from the "
@@ -62,6 +65,26 @@ class WebRecordingStatus(TaskTimes):
     message: str | None = Field(None, max_length=4096, description="Last progress or error note")
     live: list[LiveOutputStatus] | None = Field(
         None, description="Extension: each live output (URL redacted) as the recorder reports it")
+
+
+def pending_action(spec: dict[str, Any], meta: dict[str, Any],
+                   status: dict[str, Any]) -> Action | None:
+    """The control in spec that the operator has not forwarded yet (generation is its seq).
+
+    Every spec change bumps metadata.generation, but a change of spec.output.live is no
+    control: (action, actionSeq) as forwarded last means nothing is pending, or a live change
+    would repeat the last control (a second Refresh). The operator and the adapter's
+    kubernetes backend (which waits for a pending control before writing the next) both ask
+    this."""
+    action = spec.get("action")
+    if not action:
+        return None
+    if (status.get("observedGeneration") or 0) >= (meta.get("generation") or 1):
+        return None
+    if (status.get("observedAction") == action
+            and status.get("observedActionSeq") == spec.get("actionSeq", 0)):
+        return None
+    return Action(action)
 
 
 def status_from_json(raw: str | bytes | None) -> RecorderStatus | None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import kopf
 
-from webrecord.api.models import Action, ErrorCode, Phase, RecorderStatus
+from webrecord.api.models import ErrorCode, Phase, RecorderStatus
 from webrecord.api.protocol import describe_body
-from webrecord.api.resource import recorder_status
+from webrecord.api.resource import pending_action, recorder_status
 from webrecord.controller import status as st
 from webrecord.controller.recorder_client import RecorderUnreachable
 from webrecord.controller.runtime import Runtime
@@ -82,16 +82,6 @@ async def finish_task(
           error_code=code.value, error=message)
 
 
-def pending_action(spec: dict[str, Any], meta: dict[str, Any], status: dict[str, Any]) -> Action | None:
-    """The control in spec that the recorder has not applied yet (generation is its seq)."""
-    action = spec.get("action")
-    if not action:
-        return None
-    if (status.get("observedGeneration") or 0) >= (meta.get("generation") or 1):
-        return None
-    return Action(action)
-
-
 async def forward_action(
     rt: Runtime,
     body: Any,
@@ -137,6 +127,7 @@ async def forward_action(
         )
     changes["observedGeneration"] = generation
     changes["observedActionSeq"] = spec.get("actionSeq", 0)
+    changes["observedAction"] = action.value
     if reply_status is not None:
         merged = st.merged(status, changes)
         changes.update(st.reflect(merged, reply_status, now))

@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from webrecord.api.models import Action, Phase, RecorderStatus, RecordingTask
+from webrecord.api.models import Action, LiveOutput, Phase, RecorderStatus, RecordingTask
 
 # Owner used when authentication is switched off: every task belongs to it.
 ANONYMOUS_OWNER = "anonymous"
@@ -86,14 +86,27 @@ _ALLOWED: dict[Action, frozenset[Phase]] = {
 }
 
 
+# UpdateLive (extension): receivers of a recording that runs; before the first frame the task
+# may still wait in a queue (local) or for its pod, and after it there is nothing to stream.
+UPDATE_LIVE = "UpdateLive"
+_LIVE_ALLOWED = frozenset({Phase.RECORDING, Phase.PAUSED})
+
+
 def check_action(action: Action, status: Phase) -> None:
     """Raise ActionNotAllowed when `action` does not fit `status`, with a message naming both."""
-    allowed = _ALLOWED[action]
+    _check(action.value, _ALLOWED[action], status)
+
+
+def check_live_update(status: Phase) -> None:
+    """UpdateLive's rule, refused in the words of the controls' (`check_action`)."""
+    _check(UPDATE_LIVE, _LIVE_ALLOWED, status)
+
+
+def _check(name: str, allowed: frozenset[Phase], status: Phase) -> None:
     if status not in allowed:
         wanted = ", ".join(sorted(p.value for p in allowed))
         raise ActionNotAllowed(
-            f"{action.value} is not allowed while the task is '{status.value}' "
-            f"(allowed when: {wanted})",
+            f"{name} is not allowed while the task is '{status.value}' (allowed when: {wanted})",
             status,
         )
 
@@ -122,6 +135,14 @@ class Backend(abc.ABC):
 
         Each call is a new control (two Refreshes refresh twice). Raises TaskNotFound,
         ActionNotAllowed (use `check_action`), BackendUnavailable.
+        """
+
+    @abc.abstractmethod
+    async def set_live(self, task_id: str, owner: str, outputs: list[LiveOutput]) -> RecorderStatus:
+        """UpdateLive: the task's live receivers become exactly `outputs` (validated already:
+        URLs parsed and judged, at most MAX_LIVE_OUTPUTS, none twice). Idempotent. Returns the
+        status after the change was handed on. Raises TaskNotFound, ActionNotAllowed (use
+        `check_live_update`), BackendUnavailable.
         """
 
     @abc.abstractmethod

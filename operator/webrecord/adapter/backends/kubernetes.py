@@ -26,8 +26,10 @@ from webrecord.adapter.backends.base import (
     Backend,
     BackendUnavailable,
     TaskNotFound,
+    UPDATE_LIVE,
     TaskPage,
     check_action,
+    check_live_update,
     owner_label,
 )
 from webrecord.api.protocol.errors import AdapterErrorCode, ApiError
@@ -35,13 +37,15 @@ from webrecord.adapter.settings import AdapterSettings
 from webrecord.api.models import (
     ENCRYPT_KEY_SECRET_KEY,
     Action,
+    LiveOutput,
     Phase,
     RecorderStatus,
     RecordingSpec,
     RecordingTask,
     SecretKeyRef,
 )
-from webrecord.api.resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, recorder_status
+from webrecord.api.resource import (API_VERSION, GROUP, KIND, PLURAL, VERSION, pending_action,
+                                    recorder_status)
 from webrecord.api.targets import storage_target_refusal
 from webrecord.logs import event
 
@@ -189,23 +193,28 @@ class KubernetesBackend(Backend):
         return _status(await self._owned(task_id, owner))
 
     async def control(self, task_id: str, owner: str, action: Action) -> RecorderStatus:
+        resp = await self._patch_retried("control", self._patch_control, task_id, owner, action)
+        generation = json.loads(resp.data)["metadata"]["generation"]
+        return await self._wait_applied(task_id, generation, action)
+
+    async def _patch_retried(self, what: str, patcher: Callable[..., Any], task_id: str,
+                             *args: Any) -> Any:
+        """Optimistic concurrency: each patch carries the resourceVersion it was computed from;
+        a conflicting writer (409) means read again and retry, at most _CONFLICT_TRIES times."""
         from kubernetes.client.rest import ApiException
 
-        # Optimistic concurrency: the patch carries the resourceVersion it was computed from;
-        # a conflicting writer (409) means read again and retry, at most _CONFLICT_TRIES times.
         retrying = AsyncRetrying(
             stop=stop_after_attempt(_CONFLICT_TRIES),
             retry=retry_if_exception(lambda exc: isinstance(exc, ApiException) and exc.status == 409),
             retry_error_callback=lambda _: None,
         )
         try:
-            resp = await retrying(self._patch_control, task_id, owner, action)
+            resp = await retrying(patcher, task_id, *args)
         except ApiException as exc:
-            raise BackendUnavailable(f"control not accepted: {_reason(exc)}") from exc
+            raise BackendUnavailable(f"{what} not accepted: {_reason(exc)}") from exc
         if resp is None:
             raise BackendUnavailable(f"TaskID {task_id} is being changed concurrently; retry")
-        generation = json.loads(resp.data)["metadata"]["generation"]
-        return await self._wait_applied(task_id, generation, action)
+        return resp
 
     async def _patch_control(self, task_id: str, owner: str, action: Action) -> Any:
         """One try: the control in spec.action with the next actionSeq, against the object as
@@ -215,6 +224,24 @@ class KubernetesBackend(Backend):
         patch = {
             "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
             "spec": {"action": action.value, "actionSeq": int(obj["spec"].get("actionSeq", 0)) + 1},
+        }
+        return await self._call(self._api.patch_namespaced_custom_object, GROUP, VERSION,
+                                self.namespace, PLURAL, task_id, patch, _preload_content=False)
+
+    async def set_live(self, task_id: str, owner: str, outputs: list[LiveOutput]) -> RecorderStatus:
+        """spec.output.live becomes the list (the operator passes it to the recorder, which
+        reports each output in .status.live); no wait for the recorder: Describe shows it."""
+        resp = await self._patch_retried(UPDATE_LIVE, self._patch_live, task_id, owner, outputs)
+        event(log, "live outputs set", task=task_id, count=len(outputs))
+        return _status(json.loads(resp.data))
+
+    async def _patch_live(self, task_id: str, owner: str, outputs: list[LiveOutput]) -> Any:
+        obj = await self._owned(task_id, owner)
+        check_live_update(_status(obj).status)
+        # A merge patch replaces a list whole; null removes the field (no receivers).
+        patch = {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+            "spec": {"output": {"live": [o.wire() for o in outputs] or None}},
         }
         return await self._call(self._api.patch_namespaced_custom_object, GROUP, VERSION,
                                 self.namespace, PLURAL, task_id, patch, _preload_content=False)
@@ -294,9 +321,9 @@ def _without_encrypt_key(spec: RecordingSpec, task_id: str) -> tuple[RecordingSp
 def _pending(obj: dict[str, Any]) -> bool:
     """spec.action holds a control the operator has not forwarded yet."""
     status = obj.get("status") or {}
-    if not (obj.get("spec") or {}).get("action") or status.get("phase") == "finished":
+    if status.get("phase") == "finished":
         return False
-    return (status.get("observedGeneration") or 0) < (obj["metadata"].get("generation") or 1)
+    return pending_action(obj.get("spec") or {}, obj["metadata"], status) is not None
 
 
 def _status(obj: dict[str, Any]) -> RecorderStatus:

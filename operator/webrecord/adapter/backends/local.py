@@ -44,8 +44,10 @@ from webrecord.adapter.backends.base import (
     BackendUnavailable,
     CapacityExceeded,
     TaskNotFound,
+    UPDATE_LIVE,
     TaskPage,
     check_action,
+    check_live_update,
 )
 from webrecord.adapter.backends.pool import WarmPool
 from webrecord.adapter.backends.processes import alive_naming, pids_naming, terminate_pids
@@ -54,6 +56,7 @@ from webrecord.adapter.store import RunState, TaskRow, TaskStore
 from webrecord.api.models import (
     Action,
     ErrorCode,
+    LiveOutput,
     Phase,
     RecorderStatus,
     RecordingTask,
@@ -195,22 +198,47 @@ class LocalBackend(Backend):
         row = self._owned(task_id, owner)
         if row.state is RunState.QUEUED:
             return await self._control_queued(row, action)
-        current = row.status
-        if row.state is RunState.RUNNING:
-            # The stored status may be up to one poll old (the page itself can pause or resume
-            # through window.pauseRecord()); judge the control against the recorder's latest.
-            fresh = status_from_json(_read_bytes(self.task_dir(task_id) / "status.json"))
-            if fresh is not None:
-                current = fresh
-        check_action(action, current.status)
+        check_action(action, self._latest(row).status)
         if row.state is RunState.DONE:  # pragma: no cover - check_action refuses finished tasks
             raise ActionNotAllowed(f"{action.value}: the task has finished", row.status.status)
         seq = self.store.next_seq(task_id)
         status = await self._send_control(row, action, seq)
+        return self._after_send(task_id, status)
+
+    async def set_live(self, task_id: str, owner: str, outputs: list[LiveOutput]) -> RecorderStatus:
+        row = self._owned(task_id, owner)
+        # A queued task is `normal` and a finished one `finished`: both refused here.
+        check_live_update(self._latest(row).status)
+        if row.state is not RunState.RUNNING:  # pragma: no cover - refused above
+            raise ActionNotAllowed(f"{UPDATE_LIVE}: no recorder runs the task", row.status.status)
+        live = [o.wire() for o in outputs]
+        status = await self._send(row, UPDATE_LIVE, "PUT", "/live", {"live": live})
+        self._keep_live(task_id, outputs)
+        return self._after_send(task_id, status)
+
+    def _latest(self, row: TaskRow) -> RecorderStatus:
+        """The status to judge a control against: the stored one may be up to one poll old
+        (the page itself can pause or resume through window.pauseRecord()), so a running
+        recorder's own latest status file wins."""
+        if row.state is RunState.RUNNING:
+            fresh = status_from_json(_read_bytes(self.task_dir(row.task_id) / "status.json"))
+            if fresh is not None:
+                return fresh
+        return row.status
+
+    def _after_send(self, task_id: str, status: RecorderStatus) -> RecorderStatus:
         current = self.store.get(task_id)
         if current is not None and current.state is RunState.RUNNING:
             self.store.set_status(task_id, self._complete(status, current))
         return self._status_of(task_id)
+
+    def _keep_live(self, task_id: str, outputs: list[LiveOutput]) -> None:
+        """The new list in the task file too: a recorder that replaces a lost one (resuming
+        from the segments) reads it there and streams to the receivers of now, not of Start."""
+        path = self.task_dir(task_id) / "task.json"
+        task = RecordingTask.model_validate_json(path.read_bytes())
+        task.spec.output.live = outputs or None
+        write_private(path, task.model_dump_json(by_alias=True, exclude_none=True))
 
     def metric_collectors(self) -> list[Any]:
         from webrecord.metrics import FunctionGauge, PhaseGauge
@@ -325,8 +353,14 @@ class LocalBackend(Backend):
         return await self.control(row.task_id, row.owner, action)
 
     async def _send_control(self, row: TaskRow, action: Action, seq: int) -> RecorderStatus:
-        """POST the control to the recorder: _CONTROL_ATTEMPTS tries while it does not answer
-        (waits 0.2 s, 0.4 s); a refusal (409) or another HTTP answer is final."""
+        return await self._send(row, action.value, "POST", "/control",
+                                {"action": action.value, "seq": seq})
+
+    async def _send(self, row: TaskRow, what: str, method: str, path: str,
+                    body: dict[str, Any]) -> RecorderStatus:
+        """Send a control (POST /control) or the live list (PUT /live) to the recorder:
+        _CONTROL_ATTEMPTS tries while it does not answer (waits 0.2 s, 0.4 s); a refusal (409)
+        or another HTTP answer is final. Both are idempotent (a control carries its seq)."""
         directory = self.task_dir(row.task_id)
         token = (directory / "token").read_text().strip()
         retrying = AsyncRetrying(
@@ -334,30 +368,29 @@ class LocalBackend(Backend):
             wait=wait_incrementing(start=0.2, increment=0.2),
             retry=retry_if_exception_type(_NoAnswer), reraise=True)
         try:
-            return await retrying(self._post_control, row.task_id, token, action, seq)
+            return await retrying(self._send_once, row.task_id, token, what, method, path, body)
         except (_NoAnswer, _ControlNotDelivered) as exc:
             last_error = str(exc)
         logs.event(log, "control not delivered", logging.WARNING, task_id=row.task_id,
-                   action=action.value, seq=seq, error=last_error)
-        raise BackendUnavailable(f"{action.value}: could not reach the recorder ({last_error}); retry")
+                   action=what, seq=body.get("seq"), error=last_error)
+        raise BackendUnavailable(f"{what}: could not reach the recorder ({last_error}); retry")
 
-    async def _post_control(self, task_id: str, token: str, action: Action,
-                            seq: int) -> RecorderStatus:
+    async def _send_once(self, task_id: str, token: str, what: str, method: str, path: str,
+                         body: dict[str, Any]) -> RecorderStatus:
         """One try; raises _NoAnswer (retried), _ControlNotDelivered or ActionNotAllowed."""
-        body = {"action": action.value, "seq": seq}
         port = await self._control_port(task_id)
         if port is None:
             raise _ControlNotDelivered("the recorder has not opened its control port")
         try:
             assert self._http is not None
-            async with self._http.post(f"http://127.0.0.1:{port}/control", json=body,
-                                       headers={"Authorization": f"Bearer {token}"}) as reply:
+            async with self._http.request(method, f"http://127.0.0.1:{port}{path}", json=body,
+                                          headers={"Authorization": f"Bearer {token}"}) as reply:
                 payload = await reply.json(content_type=None)
                 if reply.status == 200:
                     return RecorderStatus.model_validate(payload)
                 if reply.status == 409:
                     message = str(payload.get("errorMessage") or "action does not fit the status")
-                    raise ActionNotAllowed(f"{action.value}: {message}")
+                    raise ActionNotAllowed(f"{what}: {message}")
                 # 400/401 will not get better by retrying
                 raise _ControlNotDelivered(f"recorder answered HTTP {reply.status}")
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:

@@ -124,6 +124,18 @@ class LiveData(ProtocolModel):
         return value
 
 
+def _unique_urls(value: list[LiveData] | None) -> list[LiveData] | None:
+    if value and len({o.Url for o in value}) != len(value):
+        raise ValueError("the same Url twice")
+    return value
+
+
+# The one rule set of a list of live receivers, at Start (Data.Output.Live) and in UpdateLive
+# (Data.Live): each Url parsed alike, at most MAX_LIVE_OUTPUTS, no Url twice.
+LiveList = Annotated[list[LiveData], Field(max_length=MAX_LIVE_OUTPUTS),
+                     AfterValidator(_unique_urls)]
+
+
 class SnapshotsData(ProtocolModel):
     """Extension: JPEG snapshots and a poster frame (webrecord.api.snapshots)."""
     IntervalSeconds: int | None = snap.interval_field()
@@ -141,17 +153,9 @@ class OutputData(ProtocolModel):
     Cos: CosData | None = None
     Vod: VodData | None = None
     Video: VideoData | None = None
-    Live: list[LiveData] | None = Field(
-        None, max_length=MAX_LIVE_OUTPUTS,
-        description="Extension: live receivers (RTMP/RTMPS/SRT) of the recording's own encode")
+    Live: LiveList | None = Field(
+        None, description="Extension: live receivers (RTMP/RTMPS/SRT) of the recording's own encode")
     Snapshots: SnapshotsData | None = Field(None, description=snap.DOC["snapshots"])
-
-    @field_validator("Live")
-    @classmethod
-    def _unique_live(cls, value: list[LiveData] | None) -> list[LiveData] | None:
-        if value and len({o.Url for o in value}) != len(value):
-            raise ValueError("the same Url twice")
-        return value
 
     @model_validator(mode="after")
     def _snapshots_need_video(self) -> "OutputData":
@@ -238,19 +242,30 @@ class TaskData(ProtocolModel):
     TaskID: str = Field(min_length=1, max_length=63, pattern=TASK_ID_PATTERN)
 
 
+class LiveUpdateData(TaskData):
+    """Extension: the live receivers of a recording or paused task become exactly `Live`."""
+    Live: LiveList = Field(description=(
+        "The whole new list (not a difference): Urls in it and not yet streamed to connect, "
+        "those streamed to and missing from it end, the others go on untouched; [] ends all. "
+        "Sending the same list again changes nothing"))
+
+
 class ListData(ProtocolModel):
     Offset: int | None = Field(None, ge=0, le=10**9, description="Default 0")
     Limit: int | None = Field(None, ge=1, le=100, description="Default 20")
 
 
 # The protocol's Actions: Start, the controls (`webrecord.api.models.Action`, one list of them),
-# Describe and List; in this order (the OpenAPI document lists them so).
+# UpdateLive (extension: not a control of the recording, so not in spec.action), Describe and
+# List; in this order (the OpenAPI document lists them so).
 ActionName = enum.Enum("ActionName", [("START", "Start"), *((a.name, a.value) for a in m.Action),
+                                      ("UPDATE_LIVE", "UpdateLive"),
                                       ("DESCRIBE", "Describe"), ("LIST", "List")], type=str)
 
 DATA_MODELS: dict[ActionName, type[ProtocolModel]] = {
     ActionName.START: StartData,
     **{ActionName(a.value): TaskData for a in m.Action},
+    ActionName.UPDATE_LIVE: LiveUpdateData,
     ActionName.DESCRIBE: TaskData,
     ActionName.LIST: ListData,
 }
@@ -376,6 +391,7 @@ _TYPE_WORDS = {
     "model_type": "a JSON object",
     "model_attributes_type": "a JSON object",
     "dict_type": "a JSON object",
+    "list_type": "an array",
 }
 
 
@@ -510,6 +526,11 @@ def to_spec(data: StartData) -> m.RecordingSpec:
         raise ApiError(AdapterErrorCode.INVALID_PARAM, f"{path}: {first['msg']}")
 
 
+def to_live(live: list[LiveData]) -> list[m.LiveOutput]:
+    """Live receivers in the protocol's shape -> the models' (spec.output.live, PUT /live)."""
+    return [m.LiveOutput(url=o.Url) for o in live]
+
+
 def _snake(model: ProtocolModel) -> dict[str, Any]:
     from pydantic.alias_generators import to_snake
 
@@ -586,6 +607,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "Refresh": {"Action": "Refresh", "Data": {"TaskID": EXAMPLE_TASK_ID}},
     "Stop": {"Action": "Stop", "Data": {"TaskID": EXAMPLE_TASK_ID}},
     "Cancel": {"Action": "Cancel", "Data": {"TaskID": EXAMPLE_TASK_ID}},
+    "UpdateLive": {"Action": "UpdateLive", "Data": {"TaskID": EXAMPLE_TASK_ID, "Live": [
+        {"Url": "rtmp://live.example.com/app/stream-key"},
+        {"Url": "srt://live.example.com:9000?streamid=stream-key"}]}},
     "Describe": {"Action": "Describe", "Data": {"TaskID": EXAMPLE_TASK_ID}},
     "List": {"Action": "List", "Data": {"Offset": 0, "Limit": 20}},
 }

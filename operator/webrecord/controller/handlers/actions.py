@@ -35,7 +35,8 @@ async def forward_control(
         return
     if current.get("phase") == Phase.FINISHED.value:
         apply(patch, {"observedGeneration": meta.get("generation"),
-                      "observedActionSeq": spec.get("actionSeq", 0)})
+                      "observedActionSeq": spec.get("actionSeq", 0),
+                      "observedAction": action.value})
         kopf.warn(body, reason="ActionRejected",
                   message=f"{action.value} ignored: the task is already finished")
         return

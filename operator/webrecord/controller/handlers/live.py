@@ -13,10 +13,11 @@ from typing import Any
 import kopf
 
 from webrecord.api.models import Phase
-from webrecord.api.resource import GROUP, PLURAL, VERSION
+from webrecord.api.resource import GROUP, PLURAL, VERSION, pending_action
 from webrecord.controller import status as st
 from webrecord.controller.recorder_client import RecorderUnreachable
 from webrecord.controller.runtime import runtime
+from webrecord.controller.tasks import apply
 from webrecord.logs import event
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ RETRY_S = 3.0
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="live", field="spec.output.live")
 async def forward_live(
-    body: kopf.Body, new: Any, status: kopf.Status, name: str, namespace: str, memo: kopf.Memo,
-    **_: Any,
+    body: kopf.Body, new: Any, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status,
+    patch: kopf.Patch, name: str, namespace: str, memo: kopf.Memo, **_: Any,
 ) -> None:
     rt = runtime(memo)
     phase = status.get("phase")
@@ -46,3 +47,7 @@ async def forward_live(
         kopf.warn(body, reason="LiveOutputsRejected", message=refusal)
         return
     event(log, "live outputs forwarded", task=name, count=len(new or []))
+    if pending_action(dict(spec), dict(meta), dict(status)) is None:
+        # This generation is taken in (no control waits in spec.action): observedGeneration
+        # says so to `kubectl wait` and to whoever writes the next control.
+        apply(patch, {"observedGeneration": meta.get("generation")})
