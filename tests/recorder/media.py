@@ -110,3 +110,25 @@ def frame_codes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     codes = (bits * (1 << np.arange(15, -1, -1))).sum(1)
     n = min(len(pts), len(codes))
     return pts[:n], codes[:n] / 100.0
+
+
+def packet_hashes(path: Path) -> list[str]:
+    """MD5 of every video packet as stored (no decode): equal hashes = the same encode. Empty
+    when ffmpeg finds no video (the last segment of a Stop can be a few audio packets); callers
+    count what they get, so an unreadable received file fails there."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v?", "-c", "copy",
+                          "-f", "framemd5", "-"], capture_output=True, text=True,
+                         timeout=120).stdout
+    return [line.split(",")[5].strip() for line in out.splitlines()
+            if line and not line.startswith("#")]
+
+
+def assert_file_whole(path: Path) -> None:
+    """The recorded file lost nothing to the live outputs: a frame every 1/30 s (>= 97%), and
+    the page clock covers the file's time (a gap would leave the clock ahead, a repeat
+    behind). A single page stall on a loaded machine moves neither."""
+    pts, clock = frame_codes(path)
+    span = pts[-1] - pts[0]
+    assert len(pts) >= 0.97 * span * 30, (len(pts), span)
+    assert abs((clock[-1] - clock[0]) - span) < 0.3, (clock[-1] - clock[0], span)
+    assert np.all(np.diff(clock) >= 0)

@@ -8,7 +8,6 @@ import functools
 import json
 import logging
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from webrecord.recorder.control import ControlServer
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
-from .media import assert_av, frame_codes, probe
+from .media import assert_av, assert_file_whole, frame_codes, packet_hashes, probe
 from .receivers import NginxRtmp, SrtListener
 from .test_session import running, wait_for
 
@@ -42,17 +41,6 @@ def live_session(tmp_path: Path, url: str, live: list[str],
                                 live_retry_max_seconds=1.0)
     return Session(task, tmp_path / "work", settings,
                    egress=egress or EgressSettings(allow_loopback=True))
-
-
-def packet_hashes(path: Path) -> list[str]:
-    """MD5 of every video packet as stored (no decode): equal hashes = the same encode. Empty
-    when ffmpeg finds no video (the last segment of a Stop can be a few audio packets); callers
-    count what they get, so an unreadable received file fails there."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v?", "-c", "copy",
-                          "-f", "framemd5", "-"], capture_output=True, text=True,
-                         timeout=120).stdout
-    return [line.split(",")[5].strip() for line in out.splitlines()
-            if line and not line.startswith("#")]
 
 
 def received_codes(path: Path) -> np.ndarray:
@@ -79,17 +67,6 @@ def assert_same_encode(received: Path, session: Session, min_frames: int) -> np.
     assert np.all(np.diff(codes) >= 0), codes  # never backwards
     assert codes[-1] - codes[0] > min_frames / 30 * 0.8, codes
     return codes
-
-
-def assert_file_whole(path: Path) -> None:
-    """The recorded file lost nothing to the live outputs: a frame every 1/30 s (>= 97%), and
-    the page clock covers the file's time (a gap would leave the clock ahead, a repeat
-    behind). A single page stall on a loaded machine moves neither."""
-    pts, clock = frame_codes(path)
-    span = pts[-1] - pts[0]
-    assert len(pts) >= 0.97 * span * 30, (len(pts), span)
-    assert abs((clock[-1] - clock[0]) - span) < 0.3, (clock[-1] - clock[0], span)
-    assert np.all(np.diff(clock) >= 0)
 
 
 @pytest.mark.timeout(150)
