@@ -146,12 +146,13 @@ def test_health_and_openapi(server: LiveServer) -> None:
     assert start["required"] == ["RecordURL"]
     assert start["properties"]["Width"]["anyOf"][0] == {"maximum": 2560, "minimum": 0, "type": "integer"}
     assert set(schemas["OutputData"]["properties"]) == {"Cos", "Vod", "Video", "Live",
-                                                        "Snapshots"}  # extensions
+                                                        "Snapshots", "LiveHls"}  # extensions
     assert set(schemas["VodData"]["properties"]) == {"MediaInfo", "ProcedureInfo", "SubAppId"}
     assert set(schemas["Task"]["properties"]) == {
         "TaskID", "Status", "CreateTime", "StartTime", "CancelTime", "StopTime", "FinishTime", "Result",
         "Message",  # extension: why a `normal` task waits, progress notes
         "Live",  # extension: each live output (URL redacted)
+        "LiveHls",  # extension: the live HLS playlist of Output.LiveHls
     }
     assert "Message" not in schemas["Task"]["required"]
     examples = doc["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]["examples"]

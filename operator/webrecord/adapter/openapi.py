@@ -106,6 +106,21 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "required": ["Url", "State", "Message", "Reconnects", "SentBytes", "DroppedBytes"],
             },
+            "LiveHls": {
+                "type": "object",
+                "properties": {
+                    "Url": {"type": "string", "description": (
+                        "The live playlist (EVENT type): grows while recording, ends with "
+                        "#EXT-X-ENDLIST after Stop")},
+                    "Segments": {"type": "integer", "minimum": 0,
+                                 "description": "Segments listed in it so far"},
+                    "Pending": {"type": "integer", "minimum": 0,
+                                "description": "Closed segments not uploaded yet"},
+                    "Ended": {"type": "boolean", "description": "#EXT-X-ENDLIST written"},
+                    "Message": {"type": "string", "description": "Why uploads are behind"},
+                },
+                "required": ["Url", "Segments", "Pending", "Ended", "Message"],
+            },
             "Task": {
                 "type": "object",
                 "properties": {
@@ -123,6 +138,8 @@ def openapi_document() -> dict[str, Any]:
                     "Live": {"type": "array", "description": (
                         "Extension: each live output of Output.Live; absent without any"),
                         "items": {"$ref": _REF.format(model="LiveOutput")}},
+                    "LiveHls": {"$ref": _REF.format(model="LiveHls"), "description": (
+                        "Extension: the live HLS playlist of Output.LiveHls; absent without it")},
                 },
                 "required": ["TaskID", "Status", "Result"],
             },

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from webrecord.api import media, page, snapshots
-from webrecord.api.models import RecordingSpec
+from webrecord.api.models import LIVE_HLS_NEEDS_HLS, RecordingSpec
 from webrecord.api.names import CEL_TARGET_DIR, CEL_TARGET_NAME
 from webrecord.api.urls import CEL_URL_CHARS, URL_CHARS_RULE
 from webrecord.api.resource import (
@@ -106,10 +106,14 @@ def spec_schema() -> dict[str, Any]:
     # Live outputs (extension) may change while recording; the rest of output may not.
     props["output"]["x-kubernetes-validations"] = [{
         "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || "
-                            f"self.{f} == oldSelf.{f})" for f in ("cos", "vod", "video", "snapshots")),
+                            f"self.{f} == oldSelf.{f})"
+                            for f in ("cos", "vod", "video", "snapshots", "liveHls")),
         "message": "output is immutable except output.live; only action, actionSeq and "
                    "output.live may change"},
-        *({"rule": rule, "message": message} for rule, message in snapshots.CEL_OUTPUT_RULES)]
+        *({"rule": rule, "message": message} for rule, message in snapshots.CEL_OUTPUT_RULES),
+        {"rule": "!has(self.liveHls) || !self.liveHls || "
+                 "(has(self.video) && has(self.video.muxer) && self.video.muxer == 'hls')",
+         "message": LIVE_HLS_NEEDS_HLS}]
     props["output"]["properties"]["snapshots"]["x-kubernetes-validations"] = [
         {"rule": rule, "message": message} for rule, message in snapshots.CEL_SNAPSHOT_RULES]
     # The URL rules a regular expression can state; the rest (credentials, ambiguous IPv4

@@ -29,6 +29,7 @@ MAX_DURATION_LIMIT_S = 36000
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 ENCRYPT_KEY_SECRET_KEY = "encryptKey"  # the default key of an encryptKeySecretRef
+LIVE_HLS_NEEDS_HLS = "liveHls requires video.muxer 'hls' (the live playlist is HLS)"
 
 
 def http_url(value: str | None) -> str | None:
@@ -242,6 +243,16 @@ class SnapshotSpec(WireModel):
         return self
 
 
+class LiveHlsStatus(WireModel):
+    """The growing HLS playlist of output.liveHls (extension)."""
+
+    url: str = Field(description="The live playlist: EVENT type, grows while recording")
+    segments: int = Field(0, ge=0, description="Segments listed in it so far")
+    pending: int = Field(0, ge=0, description="Closed segments not uploaded yet")
+    ended: bool = Field(False, description="#EXT-X-ENDLIST written: the recording is complete")
+    message: str | None = Field(None, description="Why uploads are behind (retrying), if so")
+
+
 class OutputSpec(WireModel):
     cos: CosOutput | None = None
     vod: VodOutput | None = None
@@ -251,6 +262,11 @@ class OutputSpec(WireModel):
         description="Extension: live receivers of the recording (RTMP/RTMPS/SRT); may change "
         "while recording")
     snapshots: SnapshotSpec | None = Field(None, description=snap.DOC["snapshots"])
+    live_hls: bool | None = Field(
+        None, description="Extension, muxer hls only: while recording, each closed segment is "
+        "uploaded beside the final HLS and a growing EVENT playlist (<name>_live.m3u8) is "
+        "rewritten after it; it ends with #EXT-X-ENDLIST at Stop. Encrypted like the final HLS "
+        "when an encryptKey is given. Its URL is in status.liveHls")
 
     @field_validator("live")
     @classmethod
@@ -261,6 +277,12 @@ class OutputSpec(WireModel):
     def _snapshots_need_video(self) -> "OutputSpec":
         if self.snapshots is not None and self.video.audio_only:
             raise ValueError(snap.AUDIO_ONLY)
+        return self
+
+    @model_validator(mode="after")
+    def _live_hls_needs_hls(self) -> "OutputSpec":
+        if self.live_hls and self.video.muxer != "hls":
+            raise ValueError(LIVE_HLS_NEEDS_HLS)
         return self
 
 
@@ -408,6 +430,7 @@ class RecorderStatus(TaskTimes):
     message: str | None = Field(None, description="Human-readable progress note")
     restarts: int = Field(0, ge=0, description="Recorders started to replace lost ones")
     live: list[LiveOutputStatus] | None = Field(None, description="Extension: each live output")
+    live_hls: LiveHlsStatus | None = Field(None, description="Extension: the live HLS playlist")
 
 
 def valid_encrypt_key(value: str) -> str:

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from webrecord.api.models import (Action, LiveOutputStatus, Phase, RecorderStatus, Result,
-                                  TaskTimes, WireModel)
+from webrecord.api.models import (Action, LiveHlsStatus, LiveOutputStatus, Phase, RecorderStatus,
+                                  Result, TaskTimes, WireModel)
 
 GROUP = "webrecord.io"
 VERSION = "v1alpha1"
@@ -65,6 +65,8 @@ class WebRecordingStatus(TaskTimes):
     message: str | None = Field(None, max_length=4096, description="Last progress or error note")
     live: list[LiveOutputStatus] | None = Field(
         None, description="Extension: each live output (URL redacted) as the recorder reports it")
+    live_hls: LiveHlsStatus | None = Field(
+        None, description="Extension: the live HLS playlist (spec.output.liveHls) and its URL")
 
 
 def pending_action(spec: dict[str, Any], meta: dict[str, Any],

@@ -149,6 +149,8 @@ def reflect(current: dict[str, Any], rec: RecorderStatus, now: float) -> dict[st
         target["message"] = rec.message[:4096]
     if rec.live is not None:
         target["live"] = [o.wire() for o in rec.live]
+    if rec.live_hls is not None:
+        target["liveHls"] = rec.live_hls.wire()
     if rec.status.value != current.get("phase"):
         target["conditions"] = _phase_conditions(current.get("conditions"), rec.status, rec.result, now)
     return {k: v for k, v in target.items() if current.get(k) != v}

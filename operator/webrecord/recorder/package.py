@@ -151,14 +151,19 @@ def _fail(err: str, what: str, outputs: list[Path]) -> RecorderError:
 _SEAM_TOLERANCE_S = 0.25
 
 
-async def _span(path: Path, settings: RecorderSettings) -> tuple[float, float] | None:
-    """(start_time, duration) of a segment's format, or None when unreadable."""
-    code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-show_entries",
-                            "format=start_time,duration", "-of", "json", str(path)], timeout=60)
+async def segment_span(path: Path, settings: RecorderSettings,
+                       stream: str | None = None) -> tuple[float, float] | None:
+    """(start_time, duration) of a segment's format, or of its first `stream` ("v", "a")
+    when given; None when unreadable."""
+    what = ["-select_streams", f"{stream}:0", "-show_entries", "stream=start_time,duration"] \
+        if stream else ["-show_entries", "format=start_time,duration"]
+    code, out = await run_tool([settings.ffprobe_path, "-v", "error", *what, "-of", "json",
+                                str(path)], timeout=60)
     try:
-        fmt = json.loads(out)["format"] if code == 0 else {}
-        return float(fmt["start_time"]), float(fmt["duration"])
-    except (ValueError, KeyError, TypeError):
+        info = json.loads(out) if code == 0 else {}
+        span = info["streams"][0] if stream else info["format"]
+        return float(span["start_time"]), float(span["duration"])
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
 
 
@@ -170,7 +175,7 @@ async def join_durations(segments: list[Path], settings: RecorderSettings) -> li
     a small gap that sums up over hours. Where two segments are consecutive cuts of one stream
     (all segments of a task share one clock, see Capture), the next one's start is the exact
     length; elsewhere (pause, crash, resume) the measured duration stands (None)."""
-    spans = [await _span(p, settings) for p in segments]
+    spans = [await segment_span(p, settings) for p in segments]
     out: list[float | None] = []
     for this, following in zip(spans, [*spans[1:], None]):
         length = None

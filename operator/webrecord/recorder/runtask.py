@@ -15,6 +15,7 @@ from webrecord.api.models import Action, RecorderStatus, RecordingTask
 from webrecord.files import try_write_atomic
 from webrecord.logs import event
 from webrecord.recorder.finish import deliver_packaged, delivered, purge_segments, where_kept
+from webrecord.recorder.livehls import start_live_hls
 from webrecord.recorder.resume import (
     open_segment_store,
     previous_start_time,
@@ -60,7 +61,8 @@ async def run_task(task: RecordingTask, work_dir: Path, status_file: Path | None
         await asyncio.to_thread(store.close)
         store = None
         session.on_segment = None
-    save(session.status)
+    session.live_hls = start_live_hls(session, task, work_dir, settings)
+    save(session.live_status())
     if server is None:
         server = ControlServer(session, token, control_host, control_port)
         port = await server.start()
@@ -79,6 +81,10 @@ async def run_task(task: RecordingTask, work_dir: Path, status_file: Path | None
     install_stop_signals(on_signal)
     try:
         status = await session.run()
+        if session.live_hls is not None:
+            # Its backlog, then #EXT-X-ENDLIST (not when handed over: the task goes on).
+            await session.live_hls.finish(ended=not session.suspended)
+            status = session.live_status()
         if session.suspended:
             failures = await asyncio.to_thread(store.wait, 120) if store is not None else {}
             event(log, "task handed over", logging.WARNING, task=task.task_id,
@@ -99,6 +105,8 @@ async def run_task(task: RecordingTask, work_dir: Path, status_file: Path | None
               error_code=result.error_code.value if result.error_code else None)
         return 0
     finally:
+        if session.live_hls is not None:
+            session.live_hls.cancel()
         await server.stop()
         if store is not None:
             await asyncio.to_thread(store.close)

@@ -31,6 +31,7 @@ from webrecord.recorder.idle import IdleWatch
 from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.live import LiveOutputs
+from webrecord.recorder.livehls import LiveHls
 from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
                                         usable_segments)
 from webrecord.recorder.reserve import DiskReserve
@@ -112,6 +113,8 @@ class Session:
         # Live receivers of this recording's encode (extension); they follow self.current.
         self.live = LiveOutputs(self.settings, EgressPolicy(self.egress_settings),
                                 lambda: self.current, on_change=self._update)
+        # Live HLS of output.liveHls (recorder/livehls.py), set up by the caller (runtask).
+        self.live_hls: LiveHls | None = None
 
     @property
     def display(self) -> Display | None:
@@ -211,6 +214,7 @@ class Session:
         self.status.segments = len(self.stored.segments) + sum(
             max(1, len(c.paths)) for c in self.captures)
         self.status.live = self.live.status()
+        self.status.live_hls = self.live_hls.status() if self.live_hls is not None else None
         if self.on_status is not None:
             self.on_status(self.status)
 
@@ -218,6 +222,7 @@ class Session:
         """The status with the recorded time as of now (it moves between status changes)."""
         self.status.recorded_seconds = round(self.recorded_seconds(), 3)
         self.status.live = self.live.status()
+        self.status.live_hls = self.live_hls.status() if self.live_hls is not None else None
         return self.status
 
     def set_phase(self, phase: Phase, message: str | None = None) -> None:
@@ -405,6 +410,8 @@ class Session:
                 self.on_segment(path)
             except Exception:  # noqa: BLE001 - storing a copy must not stop the recording
                 log.exception("segment store failed")
+        if self.live_hls is not None and not self._canceled:
+            self.live_hls.put(path)  # queued: the upload never holds up the capture
         if self.idle_watch.wanted and self.status.status == Phase.RECORDING \
                 and self.status.cancel_time is None:
             look = asyncio.get_running_loop().create_task(self._look(path))

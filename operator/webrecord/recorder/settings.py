@@ -97,6 +97,13 @@ class RecorderSettings(BaseSettings):
     live_poll_seconds: float = Field(0.04, gt=0, le=1)
     live_probe_seconds: float = Field(5.0, gt=0, description="How long a relay may look for a keyframe")
     live_stop_timeout: float = Field(3.0, gt=0)
+    # Live HLS (recorder/livehls.py, output.liveHls): closed segments waiting for upload (paths,
+    # not data: the files stay on disk for the final delivery), the upload backoff, and how
+    # long Stop waits for the backlog and #EXT-X-ENDLIST before delivering the final video.
+    live_hls_queue: int = Field(1000, ge=1, description="Segments that may wait for upload")
+    live_hls_retry_min_seconds: float = Field(0.5, gt=0)
+    live_hls_retry_max_seconds: float = Field(10.0, gt=0)
+    live_hls_finish_seconds: float = Field(60.0, ge=0)
     # Idle and blank pages (recorder/idle.py): a task's idle.blankSeconds, or this when unset
     # (0 = off, the default: a deliberately plain page keeps recording as before).
     blank_page_seconds: int = Field(0, ge=0, le=3600,

@@ -173,10 +173,14 @@ class Bucket:
 
     # --- operations ---
 
-    def upload_file(self, path: Path, key: str, owner: str | None = None) -> None:
+    def upload_file(self, path: Path, key: str, owner: str | None = None,
+                    cache_control: str | None = None) -> None:
         """Upload one file; multipart with parallel parts above the threshold. `owner` (a task
-        id) is stored as the object's metadata, so `owner_of` can tell whose object it is."""
-        extra = {"ContentType": content_type(path)}
+        id) is stored as the object's metadata, so `owner_of` can tell whose object it is.
+        `cache_control`: for objects rewritten in place (a live playlist), so caches refetch."""
+        extra: dict = {"ContentType": content_type(path)}
+        if cache_control:
+            extra["CacheControl"] = cache_control
         if owner:
             extra["Metadata"] = {OWNER_METADATA: owner}
         try:

@@ -156,11 +156,20 @@ class OutputData(ProtocolModel):
     Live: LiveList | None = Field(
         None, description="Extension: live receivers (RTMP/RTMPS/SRT) of the recording's own encode")
     Snapshots: SnapshotsData | None = Field(None, description=snap.DOC["snapshots"])
+    LiveHls: bool | None = Field(
+        None, description="Extension, Video.Muxer hls only: a growing EVENT playlist beside the "
+        "final HLS while recording (Describe: LiveHls.Url); ends with #EXT-X-ENDLIST at Stop")
 
     @model_validator(mode="after")
     def _snapshots_need_video(self) -> "OutputData":
         if self.Snapshots is not None and self.Video is not None and self.Video.AudioOnly:
             raise ValueError(snap.protocol_words(snap.AUDIO_ONLY))
+        return self
+
+    @model_validator(mode="after")
+    def _live_hls_needs_hls(self) -> "OutputData":
+        if self.LiveHls and (self.Video is None or self.Video.Muxer != "hls"):
+            raise ValueError("LiveHls requires Video.Muxer 'hls' (the live playlist is HLS)")
         return self
 
 
@@ -513,6 +522,8 @@ def to_spec(data: StartData) -> m.RecordingSpec:
             output["live"] = [{"url": o.Url} for o in data.Output.Live]
         if data.Output.Snapshots is not None:
             output["snapshots"] = _snake(data.Output.Snapshots)
+        if data.Output.LiveHls is not None:
+            output["live_hls"] = data.Output.LiveHls
     spec["output"] = output
     if data.Page is not None:
         spec["page"] = _snake_deep(data.Page)

@@ -68,4 +68,8 @@ def describe_body(status: RecorderStatus) -> dict[str, Any]:
         body["Live"] = [{"Url": o.url, "State": o.state.value, "Message": o.message or "",
                          "Reconnects": o.reconnects, "SentBytes": o.sent_bytes,
                          "DroppedBytes": o.dropped_bytes} for o in status.live]
+    if status.live_hls:  # extension: the growing HLS playlist of Output.LiveHls
+        hls = status.live_hls
+        body["LiveHls"] = {"Url": hls.url, "Segments": hls.segments, "Pending": hls.pending,
+                           "Ended": hls.ended, "Message": hls.message or ""}
     return body
