@@ -70,3 +70,20 @@ def test_describe_shows_the_live_playlist_and_openapi_documents_it() -> None:
     schemas = openapi_document()["components"]["schemas"]
     assert schemas["Task"]["properties"]["LiveHls"]["$ref"].endswith("/LiveHls")
     assert "LiveHls" in schemas["OutputData"]["properties"]
+
+
+def test_the_operator_reflects_the_live_playlist_into_the_status() -> None:
+    from webrecord.api.resource import WebRecordingStatus
+    from webrecord.controller.status import reflect
+
+    rec = RecorderStatus(task_id="t", status="recording", live_hls=LiveHlsStatus(
+        url="https://media.test/live.m3u8", segments=2))
+    patch = reflect({"phase": "recording"}, rec, 0.0)
+    assert patch["liveHls"] == {"url": "https://media.test/live.m3u8", "segments": 2,
+                                "pending": 0, "ended": False}
+    WebRecordingStatus.model_validate(patch)  # the CRD's status schema takes it
+    # ... and the kubernetes backend's Describe reads it back from .status
+    from webrecord.api.resource import recorder_status
+    assert describe_body(recorder_status("t", patch))["LiveHls"]["Url"] == \
+        "https://media.test/live.m3u8"
+    assert "liveHls" not in reflect({"phase": "recording", **patch}, rec, 0.0)  # no churn

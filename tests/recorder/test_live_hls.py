@@ -19,7 +19,7 @@ import pytest
 from delivery.conftest import aws_env, bucket, moto_endpoint, s3_client  # noqa: F401, F811
 
 from webrecord.api.models import RecordingTask
-from webrecord.delivery.livetarget import S3LiveTarget
+from webrecord.delivery.livetarget import DirLiveTarget, S3LiveTarget
 from webrecord.recorder.livehls import LiveHls, encrypt_segment
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.storage.s3 import Bucket
@@ -286,3 +286,48 @@ def test_encrypt_segment_is_hls_aes128(tmp_path):
     data = (tmp_path / "enc.ts").read_bytes()
     assert len(data) % 16 == 0 and data != src.read_bytes()
     assert decrypt(data, 7) == src.read_bytes()
+
+
+class WatchedDir(DirLiveTarget):
+    """The real filesystem target, remembering each playlist it published (what players saw)."""
+
+    seen: list[str]
+
+    def put(self, path: Path, name: str, playlist: bool = False) -> None:
+        super().put(path, name, playlist)
+        if playlist:
+            self.seen.append(path.read_text())
+
+
+async def test_a_resumed_task_republishes_without_shrinking_the_playlist(tmp_path):
+    # Recorder 1 publishes three segments and is replaced (no ENDLIST); recorder 2 re-publishes
+    # the stored ones quietly (same names and bytes) and goes on with its own.
+    task = RecordingTask.model_validate({"taskId": "t-res", "spec": {
+        "recordUrl": "http://page.test/", "output": {"video": {"muxer": "hls", "encryptKey": KEY},
+                                                     "liveHls": True}}})
+    segs = make_segments(tmp_path / "segs")
+    root = tmp_path / "out"
+    target = WatchedDir(root, root / "live", "live", None)
+    target.seen = []
+    first = LiveHls(task, target, "live", tmp_path / "w1", RecorderSettings(), 2)
+    first.start()
+    for seg in segs[:3]:
+        first.put(seg)
+    assert await first.finish(ended=False)
+    published = {p.name: p.read_bytes() for p in (root / "live").glob("*.ts")}
+    assert len(published) == 3 and "#EXT-X-ENDLIST" not in target.seen[-1]
+
+    second = LiveHls(task, target, "live", tmp_path / "w2", RecorderSettings(), 2)
+    second.start()
+    for seg in segs[:3]:
+        second.put(seg, quiet=True)
+    second.put(segs[3])
+    assert await second.finish(ended=True)
+    counts = [len(parse(text)[0]) for text in target.seen]
+    assert counts == [1, 2, 3, 4, 4], counts  # never fewer than a player already saw
+    for before, after in zip(target.seen, target.seen[1:]):  # EVENT: lines are only appended
+        assert after.startswith(before), (before, after)
+    for name, data in published.items():  # the same bytes: the IV is the sequence number
+        assert (root / "live" / name).read_bytes() == data, name
+    entries, jumps, ended = parse(target.seen[-1])
+    assert ended and jumps == 1 and len(entries) == 4

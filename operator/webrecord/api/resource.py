@@ -119,6 +119,7 @@ def recorder_status(task_id: str, status: dict[str, Any] | None) -> RecorderStat
         last_action_seq=st.observed_action_seq or 0,
         message=st.message,
         live=st.live,
+        live_hls=st.live_hls,
     )
 
 

@@ -100,7 +100,8 @@ class RecorderSettings(BaseSettings):
     # Live HLS (recorder/livehls.py, output.liveHls): closed segments waiting for upload (paths,
     # not data: the files stay on disk for the final delivery), the upload backoff, and how
     # long Stop waits for the backlog and #EXT-X-ENDLIST before delivering the final video.
-    live_hls_queue: int = Field(1000, ge=1, description="Segments that may wait for upload")
+    live_hls_queue: int = Field(4000, ge=1, description="Segments that may wait for upload "
+                                "(36000 s at 10 s each: a whole task)")
     live_hls_retry_min_seconds: float = Field(0.5, gt=0)
     live_hls_retry_max_seconds: float = Field(10.0, gt=0)
     live_hls_finish_seconds: float = Field(60.0, ge=0)
