@@ -5,6 +5,7 @@ from __future__ import annotations
 from webrecord.api.models import ErrorCode, Phase, RecorderStatus, Result, VideoFile
 from webrecord.api.resource import recorder_status
 from webrecord.controller import status as st
+from webrecord.controller.timestamps import rfc3339
 
 
 def _rec(**kw) -> RecorderStatus:
@@ -42,7 +43,7 @@ def test_condition_transition_time_moves_only_on_flip() -> None:
     assert same[0]["lastTransitionTime"] == conds[0]["lastTransitionTime"]
     assert same[0]["reason"] == "B"
     flipped = st.with_condition(same, "X", False, "C", "m3", now=3000)
-    assert flipped[0]["lastTransitionTime"] == st.rfc3339(3000)
+    assert flipped[0]["lastTransitionTime"] == rfc3339(3000)
 
 
 def test_finish_sets_error_and_times() -> None:

@@ -25,6 +25,7 @@ from webrecord.api.resource import (
 from webrecord.controller.settings import OperatorSettings
 from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.settings import RecorderSettings
+from webrecord.controller.timestamps import parse_rfc3339
 
 RECORDER_UID = 1000
 CONTAINER = "recorder"
@@ -268,8 +269,6 @@ def claim_patch(pod: dict[str, Any], owner: dict[str, Any], spec: RecordingSpec,
     with the task and owned by its WebRecording (deleted with it, found by the pod watch), and
     the task's time limit from now. Fails (the `test`) when the pod changed since it was seen:
     another claim or a deletion won."""
-    from webrecord.controller.status import parse_rfc3339
-
     meta = pod["metadata"]
     started = parse_rfc3339((pod.get("status") or {}).get("startTime")) or now
     deadline = int(max(0.0, now - started)) + 1 + active_deadline(spec, settings)

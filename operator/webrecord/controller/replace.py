@@ -22,6 +22,7 @@ from webrecord.controller.runtime import Runtime
 from webrecord.controller.tasks import apply, finish_task
 from webrecord.logs import event
 from webrecord.recorder.handover import resume_env
+from webrecord.controller.timestamps import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def backoff(settings: Any, restarts: int) -> float:
 def stuck_terminating(pod: dict[str, Any], settings: Any, now: float) -> bool:
     """Deleted but still there long after its grace period: its kubelet (node) is gone."""
     meta = pod.get("metadata") or {}
-    deleting = st.parse_rfc3339(meta.get("deletionTimestamp"))
+    deleting = parse_rfc3339(meta.get("deletionTimestamp"))
     if deleting is None:
         return False
     # deletionTimestamp already includes the grace period.

@@ -6,12 +6,12 @@ classification, time limits) is unit-tested directly.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from webrecord.api.models import ErrorCode, Phase, RecorderStatus, Result
 from webrecord.api.resource import status_from_json
 from webrecord.controller.pod import CONTAINER
+from webrecord.controller.timestamps import parse_rfc3339, rfc3339
 
 _TIMES = ("createTime", "startTime", "cancelTime", "stopTime", "finishTime")
 
@@ -26,16 +26,6 @@ COND_FAILED = "Failed"  # finished with an error code (Result.ErrorCode)
 COND_FINISHED = "Finished"
 COND_ACTION = "ActionApplied"
 COND_TIME_LIMIT = "TimeLimitReached"
-
-
-def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(int(ts), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(value: str | None) -> float | None:
-    if not value:
-        return None
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
 
 
 def with_condition(

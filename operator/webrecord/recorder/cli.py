@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from webrecord.api.models import (DEFAULT_HEIGHT, DEFAULT_MAX_DURATION_S, DEFAULT_WIDTH,
                                   MAX_DIMENSION, RecordingSpec, RecordingTask)
 from webrecord.recorder.supervise import run_supervised
+from webrecord.recorder.validation import validation_message
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +90,6 @@ def _control_args(parser: argparse.ArgumentParser, default_port: int | None) -> 
 
 
 # ---- shared helpers -----------------------------------------------------------------------
-
-def validation_message(exc: ValidationError, names: dict[str, str] | None = None) -> str:
-    """One line naming each bad field and its rule, e.g. '--width: must be <= 2560'."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        name = (names or {}).get(loc, loc or "input")
-        ctx = err.get("ctx") or {}
-        kind = err["type"]
-        if kind == "less_than_equal":
-            rule = f"must be <= {ctx.get('le')}"
-        elif kind == "greater_than_equal":
-            rule = f"must be >= {ctx.get('ge')}"
-        elif kind == "string_pattern_mismatch" and "http" in str(ctx.get("pattern", "")):
-            rule = "must be an http:// or https:// URL"
-        elif kind == "missing":
-            rule = "is required"
-        else:
-            rule = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}: {rule}")
-    return "; ".join(parts)
-
 
 class _Usage(Exception):
     """A command line that cannot run: the message names the option and the rule (exit 2)."""

@@ -38,6 +38,7 @@ from webrecord.storage import segments  # noqa: F401
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
 from webrecord.recorder.supervise import install_stop_signals
+from webrecord.recorder.validation import validation_message
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ def _path(body: dict[str, Any], key: str) -> Path | None:
 
 def parse_claim(body: Any, default_work_dir: Path) -> Claim:
     """The claim body `{"task": RecordingTask, "workDir"?, "statusFile"?, "env"?}`, checked."""
-    from webrecord.recorder.cli import validation_message
-
     if not isinstance(body, dict):
         raise ClaimError("body: must be a JSON object")
     unknown = sorted(set(body) - {"task", "workDir", "statusFile", "env"})

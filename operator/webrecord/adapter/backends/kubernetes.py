@@ -48,6 +48,7 @@ from webrecord.api.resource import (API_VERSION, GROUP, KIND, PLURAL, VERSION, p
                                     recorder_status)
 from webrecord.api.targets import storage_target_refusal
 from webrecord.logs import event
+from webrecord.controller.timestamps import parse_rfc3339
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -329,7 +330,6 @@ def _pending(obj: dict[str, Any]) -> bool:
 def _status(obj: dict[str, Any]) -> RecorderStatus:
     status = recorder_status(obj["metadata"]["name"], obj.get("status"))
     if status.create_time is None and obj["metadata"].get("creationTimestamp"):
-        from webrecord.controller.status import parse_rfc3339
 
         status.create_time = int(parse_rfc3339(obj["metadata"]["creationTimestamp"]) or 0) or None
     return status
