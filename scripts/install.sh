@@ -9,8 +9,9 @@ APT_PACKAGES=(chromium xvfb pulseaudio ffmpeg fonts-noto-cjk fonts-liberation fo
 # containerd and CNI plugins for the one-node cluster.
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(docker.io debootstrap containernetworking-plugins containerd)
-  # Live output receivers (tests/recorder/test_live.py): nginx-rtmp and an SRT listener.
-  APT_PACKAGES+=(libnginx-mod-rtmp srt-tools)
+  # Live output receivers (tests/recorder/test_live.py): nginx-rtmp, nginx's stream module
+  # (TLS in front of it: rtmps://) and an SRT listener.
+  APT_PACKAGES+=(libnginx-mod-rtmp libnginx-mod-stream srt-tools)
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

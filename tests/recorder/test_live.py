@@ -18,13 +18,15 @@ import pytest
 
 from webrecord.api.models import (Action, LiveOutput, LiveState, OutputSpec, RecordingSpec,
                                   RecordingTask)
+from webrecord.api.live import parse_live_url
 from webrecord.egress.policy import EgressSettings
 from webrecord.recorder.control import ControlServer
+from webrecord.recorder.liverelay import tls_options
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
 from .media import assert_av, assert_file_whole, frame_codes, packet_hashes, probe
-from .receivers import NginxRtmp, SrtListener
+from .receivers import NginxRtmp, NginxRtmps, SrtListener, TestCA
 from .test_session import running, wait_for
 
 pytestmark = pytest.mark.browser
@@ -255,3 +257,63 @@ async def test_a_receiver_that_never_reads_costs_the_recording_nothing(tmp_path,
         for conn in held:
             conn.close()
         server.close()
+
+
+@pytest.mark.timeout(150)
+async def test_rtmps_receivers_are_verified(tmp_path, page_server):
+    """rtmps:// through real TLS (nginx's stream module in front of nginx-rtmp, certificates
+    from a CA made for the test): the receiver whose certificate chains to the configured CA
+    and names the host gets the stream; one with another name and one no CA signed are never
+    sent a byte (ffmpeg alone would have streamed the key to both)."""
+    ca = TestCA(tmp_path / "ca")
+    nginx = NginxRtmps(tmp_path / "nginx", [ca.issue("localhost", "DNS:localhost"),
+                                            ca.issue("wrong", "DNS:wrong.test"),
+                                            ca.self_signed("untrusted", "DNS:localhost")]).start()
+    try:
+        keys = ["tls-good-key", "tls-wrong-name-key", "tls-untrusted-key"]
+        session = live_session(tmp_path, f"{page_server}/recorder_framecode.html",
+                               [nginx.tls_url(i, key) for i, key in enumerate(keys)])
+        session.settings.live_ca_file = str(ca.cert)
+
+        def states() -> list[LiveState]:
+            return [o.state for o in session.live_status().live or []]
+
+        async with running(session) as run:
+            await asyncio.wait_for(session.started_event.wait(), 30)
+            await wait_for(lambda: states()[:1] == [LiveState.LIVE], 30)
+            await wait_for(lambda: states()[1:] == [LiveState.RETRYING] * 2, 30)
+            seen: list[set[str]] = [set(), set(), set()]  # why each retries, over 5 s
+            for _ in range(50):
+                for why, output in zip(seen, session.live_status().live):
+                    why.add(output.message or "")
+                await asyncio.sleep(0.1)
+            outputs = session.live_status().live
+            await session.control(Action.STOP)
+            status = await asyncio.wait_for(run, 60)
+        assert status.result.error_code is None, status.result
+        good, wrong, untrusted = outputs
+        assert good.url == f"rtmps://localhost:{nginx.tls_ports[0]}/live/***", good
+        assert seen[0] == {""}, seen  # never retried
+        assert "[tls] The certificate's owner does not match hostname localhost" in seen[1], seen
+        assert "[tls] Peer certificate failed verification" in seen[2], seen
+        assert wrong.reconnects >= 1 and untrusted.reconnects >= 1
+        assert not any(k in m for why in seen for m in why for k in keys)
+        [received] = nginx.recordings(keys[0])
+        assert_av(received, 640, 360)
+        assert_same_encode(received, session, 4 * 30)
+        # The handshake failed before RTMP began: the stream key never left the recorder.
+        assert nginx.recordings(keys[1]) == nginx.recordings(keys[2]) == []
+        assert keys[0] in nginx.log() and keys[1] not in nginx.log() and keys[2] not in nginx.log()
+        assert_file_whole(session.packaged.path)
+    finally:
+        nginx.kill()
+
+
+def test_rtmps_tls_options() -> None:
+    """Verify by default (ffmpeg's default is not to); the CA bundle when set; a name is the
+    SNI and the certificate's name while the relay dials the address it judged."""
+    named, literal = parse_live_url("rtmps://live.test/app/k"), parse_live_url("rtmps://192.0.2.1/app/k")
+    assert tls_options(RecorderSettings(), named) == ["-tls_verify", "1", "-verifyhost", "live.test"]
+    assert tls_options(RecorderSettings(live_ca_file="/ca.pem"), literal) == [
+        "-tls_verify", "1", "-ca_file", "/ca.pem"]
+    assert tls_options(RecorderSettings(live_tls_verify=False), named)[:2] == ["-tls_verify", "0"]

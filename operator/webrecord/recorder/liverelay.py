@@ -4,9 +4,12 @@ RTMP(S) or SRT receiver, reconnected with backoff when the receiver goes away.
 The relay owns a bounded buffer. `offer()` never waits: when the receiver (or the network to
 it) is slower than the recording, bytes are dropped for this receiver only; the recording and
 the other receivers do not notice. Each connect first judges the host with the egress policy
-and connects to the address it judged (rtmp, srt), so a DNS answer that changes in between
-cannot redirect the stream; rtmps keeps the name (TLS needs it) and is judged right before.
-Every text that leaves this module (logs, status) has the stream key scrubbed.
+and connects to the address it judged, so a DNS answer that changes in between cannot redirect
+the stream. rtmps too: ffmpeg's TLS gets the name separately (`-verifyhost`: the SNI and the
+name the certificate must carry), and the certificate is verified (`-tls_verify 1`, against
+the system's CAs or `live_ca_file`) unless `live_tls_verify` is off: ffmpeg would otherwise
+send the stream key to whoever answers. Every text that leaves this module (logs, status) has
+the stream key scrubbed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import time
 
 from webrecord.api.live import LiveUrl, scrub
@@ -26,6 +30,8 @@ from webrecord.recorder import procs
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
+
+_COMPONENT = re.compile(r"^\[(\w+) @ 0x[0-9a-f]+\] ")  # "[tls @ 0x55d0...] ": the pointer is noise
 
 
 class Relay:
@@ -96,8 +102,6 @@ class Relay:
         for address in addresses:
             if (reason := self.policy.refusal(address)) is not None:
                 return None, f"host {target.host} resolves to {address}, {reason}"
-        if target.scheme == "rtmps":
-            return target.url, None
         return target.with_address(addresses[0]), None
 
     def _argv(self, url: str) -> list[str]:
@@ -108,12 +112,15 @@ class Relay:
                 # The recording joins mid-stream: probing waits for the next keyframe's headers.
                 "-probesize", "5000000", "-analyzeduration", str(int(s.live_probe_seconds * 1e6)),
                 "-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy"]
-        if self.target.scheme == "srt":
+        target = self.target
+        if target.scheme == "srt":
             return [*argv, "-f", "mpegts", "-flush_packets", "1", url]
-        if self.target.scheme == "rtmp" and url != self.target.url:
+        if target.scheme == "rtmps":
+            argv += tls_options(s, target)
+        if url != target.url:
             # Connected by address; the receiver still sees the URL's host in tcUrl.
-            app = self.target.path.strip("/").split("/")[0]
-            argv += ["-rtmp_tcurl", f"rtmp://{self.target.host}:{self.target.port}/{app}"]
+            app = target.path.strip("/").split("/")[0]
+            argv += ["-rtmp_tcurl", f"{target.scheme}://{target.host}:{target.port}/{app}"]
         return [*argv, "-f", "flv", "-flvflags", "no_duration_filesize", url]
 
     async def _run(self) -> None:
@@ -178,7 +185,12 @@ class Relay:
                 self._stderr.append(scrub(scrub(line, url), self.target.url)[:300])
 
     def _error(self) -> str:
-        return self._stderr[-1] if self._stderr else "the receiver closed the connection"
+        """The attempt's first error line: ffmpeg logs the cause first ("[tls] The
+        certificate's owner does not match hostname ..."), then its generic consequences
+        ("rtmps://...: Input/output error")."""
+        if not self._stderr:
+            return "the receiver closed the connection"
+        return _COMPONENT.sub(r"[\1] ", self._stderr[0])
 
     async def _write(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin is not None
@@ -219,3 +231,13 @@ class Relay:
         while not self._queue.empty() and proc.returncode is None:
             await asyncio.sleep(0.02)
         proc.stdin.close()
+
+
+def tls_options(settings: RecorderSettings, target: LiveUrl) -> list[str]:
+    """ffmpeg's TLS options for an rtmps receiver (rtmp passes them on to its tls:// layer)."""
+    options = ["-tls_verify", "1" if settings.live_tls_verify else "0"]
+    if settings.live_ca_file:
+        options += ["-ca_file", settings.live_ca_file]
+    if target.address is None:  # a name: SNI and the certificate's name, whatever we dial
+        options += ["-verifyhost", target.host]
+    return options

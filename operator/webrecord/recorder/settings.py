@@ -97,6 +97,12 @@ class RecorderSettings(BaseSettings):
     live_poll_seconds: float = Field(0.04, gt=0, le=1)
     live_probe_seconds: float = Field(5.0, gt=0, description="How long a relay may look for a keyframe")
     live_stop_timeout: float = Field(3.0, gt=0)
+    # rtmps:// receivers: their certificate is verified (chain and name) unless this is false;
+    # ffmpeg's own default is not to verify at all, so a man in the middle would get the key.
+    live_tls_verify: bool = True
+    # A PEM bundle of the CAs that rtmps receivers' certificates must chain to (a private CA);
+    # unset: the system's trust store (ca-certificates).
+    live_ca_file: str | None = None
     # Live HLS (recorder/livehls.py, output.liveHls): closed segments waiting for upload (paths,
     # not data: the files stay on disk for the final delivery), the upload backoff, and how
     # long Stop waits for the backlog and #EXT-X-ENDLIST before delivering the final video.
