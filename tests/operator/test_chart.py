@@ -280,6 +280,10 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
         assert not _can(kube, sa, "get", "secrets", "-n", other)
         assert not _can(kube, sa, "list", "secrets", "-n", ns)
         assert not _can(kube, sa, "list", "secrets", "--all-namespaces")
+        # The standby pods' owner ConfigMap (helm uninstall collects the idle pool): that one only.
+        assert _can(kube, sa, "get", "configmaps/rel-webrecord-standby-owner", "-n", ns)
+        assert not _can(kube, sa, "get", "configmaps/other", "-n", ns)
+        assert not _can(kube, sa, "list", "configmaps", "-n", ns)
         assert not _can(kube, sa, "create", "pods", "-n", other)
         # Finished WebRecordings past ttlSecondsAfterFinished, in its own namespaces only.
         assert _can(kube, sa, "delete", "webrecordings.webrecord.io", "-n", ns)
@@ -297,7 +301,8 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
     # The operator with exactly the chart's permissions, peering through the chart's KopfPeering.
     op = start_operator(["--namespace", ns], kubeconfig=sa,
                         WEBRECORD_OPERATOR_STORAGE_SECRET="rel-webrecord-storage",
-                        WEBRECORD_OPERATOR_STANDBY_PODS="1")
+                        WEBRECORD_OPERATOR_STANDBY_PODS="1",
+                        WEBRECORD_OPERATOR_STANDBY_OWNER="rel-webrecord-standby-owner")
     kube.apply(recording("charted"))
     wait_for(lambda: kube.status("charted").get("podName"), 60, "the operator (chart RBAC) to act")
     pod = kube.get("pod", "charted-recorder")
@@ -309,6 +314,8 @@ def test_rendered_chart_applies_and_its_service_account_runs_the_operator(
         "get", "pods", "-l", "webrecord.io/standby=true", "-o", "json").stdout)["items"], 30,
         "a standby pod")
     assert kube.get("secret", standby[0]["metadata"]["name"])
+    [owner] = standby[0]["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ConfigMap", "rel-webrecord-standby-owner")
     peering = kube.get("kopfpeering", "webrecord")
     assert peering.get("status"), "the operator did not announce itself in the KopfPeering"
     assert "Forbidden" not in op.log() and "403" not in op.log()

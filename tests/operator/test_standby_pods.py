@@ -154,3 +154,46 @@ def test_a_second_run_reuses_the_claimed_pod(kube: Kube, start_operator: Any) ->
     assert base64.b64decode(secret["data"]["token"]).decode() == "standby-token"
     time.sleep(1)
     assert kube.get("pod", "again-recorder") is None
+
+
+def test_idle_standby_pods_go_with_the_charts_owner_configmap(
+        kube: Kube, start_operator: Any) -> None:
+    """helm uninstall deletes the chart's owner ConfigMap: the idle standby pods (and their
+    Secrets) are garbage-collected with it and no new ones are made; a claimed pod belongs to
+    its WebRecording and stays."""
+    from webrecord.controller.pod import claim_patch
+    from webrecord.controller.settings import OperatorSettings
+    from webrecord.api.models import RecordingSpec
+
+    owner_name = "rel-webrecord-standby-owner"
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": owner_name}})
+    anchor = kube.get("configmap", owner_name)
+    start_operator(WEBRECORD_OPERATOR_STANDBY_PODS="2",
+                   WEBRECORD_OPERATOR_STANDBY_OWNER=owner_name, **POOL)
+    idle = pool_of(kube, 2)
+    for pod in standby_pods(kube):
+        [ref] = pod["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"]) == ("ConfigMap", owner_name,
+                                                          anchor["metadata"]["uid"])
+    # The operator's own claim patch (as a claim applies it), with a WebRecording as the owner.
+    kube.apply(recording("taker", width=1920, height=1080))  # another size: takes no standby pod
+    taker = wait_for(lambda: kube.get("webrecording", "taker"), 10, "the WebRecording")
+    claimed = sorted(idle)[0]
+    ops = claim_patch(kube.get("pod", claimed), taker,
+                      RecordingSpec.model_validate(taker["spec"]), OperatorSettings(), time.time())
+    kube.kubectl("patch", "pod", claimed, "--type=json", "-p", json.dumps(ops))
+    [ref] = kube.get("pod", claimed)["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"]) == ("WebRecording", "taker")
+    pool_of(kube, 2, without={claimed})  # refilled, the new one owned by the ConfigMap too
+
+    kube.kubectl("delete", "configmap", owner_name)
+    if kube.cp.has_controller_manager:
+        wait_for(lambda: not standby_pods(kube), 60, "the idle standby pods garbage-collected")
+        for name in idle - {claimed}:
+            wait_for(lambda: kube.get("secret", name) is None, 60, f"secret {name} collected")
+    else:  # no garbage collector in this control plane: what the operator does is still seen
+        for pod in standby_pods(kube):
+            kube.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
+    time.sleep(2)  # four pool rounds: nothing made without the owner
+    assert not standby_pods(kube)
+    assert kube.get("pod", claimed) is not None  # the WebRecording's now

@@ -44,6 +44,9 @@ class Kube(KubeClient):
     async def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call_json((404,), self.core.read_namespaced_pod, name, namespace)
 
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._call_json((404,), self.core.read_namespaced_config_map, name, namespace)
+
     async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         found = await self._call_json((), self.core.list_namespaced_pod, namespace,
                                       label_selector=label_selector)

@@ -232,11 +232,21 @@ def standby_args(settings: OperatorSettings) -> list[str]:
     ]
 
 
-def build_standby_pod(pod_name: str, namespace: str, settings: OperatorSettings) -> dict[str, Any]:
+def _core_owner(kind: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A plain (not controller) owner reference to a core/v1 object: GC only."""
+    return {"apiVersion": "v1", "kind": kind, "name": meta["name"], "uid": meta["uid"],
+            "blockOwnerDeletion": False}
+
+
+def build_standby_pod(pod_name: str, namespace: str, settings: OperatorSettings,
+                      anchor: dict[str, Any] | None = None) -> dict[str, Any]:
     """An idle recorder of the install-wide settings (image, security, storage secret, the
     default size's resources), waiting for POST /claim. No activeDeadlineSeconds while idle:
-    the claim sets it (counted from the pod's start)."""
-    meta = {"name": pod_name, "namespace": namespace, "labels": standby_labels()}
+    the claim sets it (counted from the pod's start). Owned by `anchor` (the chart's ConfigMap)
+    while idle: uninstalling the chart removes the pool; the claim replaces the owner."""
+    meta: dict[str, Any] = {"name": pod_name, "namespace": namespace, "labels": standby_labels()}
+    if anchor is not None:
+        meta["ownerReferences"] = [_core_owner("ConfigMap", anchor["metadata"])]
     return _pod(meta, settings, standby_spec(), standby_args(settings), pod_name, None,
                 task_secret=False)
 
@@ -248,8 +258,7 @@ def build_standby_secret(pod: dict[str, Any], token: str) -> dict[str, Any]:
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                      "labels": standby_labels(),
-                     "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                                          "uid": meta["uid"], "blockOwnerDeletion": False}]},
+                     "ownerReferences": [_core_owner("Pod", meta)]},
         "stringData": {TOKEN_KEY: token},
     }
 

@@ -79,6 +79,10 @@ class OperatorSettings(BaseSettings):
         None, description="Namespace of the standby pods (only WebRecordings there claim one); "
         "default: the first of `namespaces`")
     standby_check_s: float = Field(5.0, gt=0, description="How often the pool is checked")
+    standby_owner: str | None = Field(
+        None, description="ConfigMap in the standby namespace that owns the idle standby pods, "
+        "so deleting it (the chart's, at helm uninstall) garbage-collects them; a claim hands "
+        "the pod to its WebRecording. Set and missing: no standby pod is created")
 
     @model_validator(mode="after")
     def _standby_home(self) -> "OperatorSettings":

@@ -99,9 +99,19 @@ class StandbyPool:
             await self.add()
 
     async def add(self) -> None:
+        anchor = None
+        if self.settings.standby_owner:
+            anchor = await self.kube.read_config_map(self.namespace, self.settings.standby_owner)
+            if anchor is None or anchor["metadata"].get("deletionTimestamp"):
+                # The chart is being uninstalled (or the value names nothing): a pod created
+                # now would have no owner and outlive the install.
+                event(log, "standby owner ConfigMap missing: no standby pod created",
+                      logging.WARNING, configmap=self.settings.standby_owner,
+                      namespace=self.namespace)
+                return
         name = podlib.new_standby_name()
         created = await self.kube.create(podlib.build_standby_pod(name, self.namespace,
-                                                                  self.settings))
+                                                                  self.settings, anchor))
         if created is None:
             return
         # After the pod: the Secret is owned by it (gone with it). The kubelet waits for it.
