@@ -68,6 +68,12 @@ async def test_rotated_segments_join_without_gap_or_repeat(tmp_path, page_server
     segments = session.segment_paths()
     assert len(segments) >= 4, segments
     assert [p.name for p, _ in stored] == [p.name for p in segments]  # each stored once, in order
+    # Each segment closed while recording was probed then: joining them at Stop runs no ffprobe
+    # (here: none to run) and gives the same lengths.
+    no_probe = session.settings.model_copy(update={"ffprobe_path": str(tmp_path / "no-ffprobe")})
+    early = await join_durations(segments[:-1], no_probe)
+    full = await join_durations(segments, session.settings)
+    assert early[:-1] == full[:-2] and all(x is not None for x in full[:-2]), (early, full)
     info = assert_av(session.packaged.path, 640, 360)
     assert info["duration"] == pytest.approx(session.status.recorded_seconds, abs=0.5)
 

@@ -122,7 +122,7 @@ async def test_hls_snapshots_and_poster_go_to_the_bucket_beside_the_playlist(
     monkeypatch.setenv("WEBRECORD_S3_ADDRESSING_STYLE", "path")
     task = RecordingTask(task_id="snap2", spec=RecordingSpec(
         record_url=f"{page_server}/recorder_framecode.html", width=640, height=360,
-        max_duration_limit=4, output={
+        max_duration_limit=5, output={  # not a multiple of 2 s: no frame at the boundary
             "video": {"muxer": "hls"}, "snapshots": {"interval_seconds": 2},
             "cos": {"bucket": bucket, "region": "us-east-1", "target_dir": "d",
                     "target_name": "talk"}}))

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,8 +32,8 @@ from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.live import LiveOutputs
 from webrecord.recorder.livehls import LiveHls
-from webrecord.recorder.package import (Packaged, drop_torn_tail, package_hls, package_mp4,
-                                        usable_segments)
+from webrecord.recorder.package import (Packaged, closed_segment_span, drop_torn_tail,
+                                        package_hls, package_mp4, usable_segments)
 from webrecord.recorder.reserve import DiskReserve
 from webrecord.recorder.resume import StoredParts
 from webrecord.recorder.settings import RecorderSettings
@@ -83,7 +83,8 @@ class Session:
             else self.settings.blank_page_seconds
         self.idle_watch = IdleWatch(self.settings, idle.seconds if idle else None, blank,
                                     video=not self.encoding.audio_only)
-        self._looks: set[asyncio.Task] = set()  # segments being judged for idle/blank
+        # Per closed segment: its span probe, its idle/blank look.
+        self._segment_work: set[asyncio.Task] = set()
         suffix = ".m3u8" if video.muxer == "hls" else ".m4a" if video.audio_only else ".mp4"
         default = work_dir / "output" / (task.task_id + suffix)
         if video.muxer == "hls" and output is None:
@@ -412,12 +413,18 @@ class Session:
                 log.exception("segment store failed")
         if self.live_hls is not None and not self._canceled:
             self.live_hls.put(path)  # queued: the upload never holds up the capture
+        # Probed now, not at Stop (package.closed_segment_span remembers it).
+        self._background(closed_segment_span(path, self.settings))
         if self.idle_watch.wanted and self.status.status == Phase.RECORDING \
                 and self.status.cancel_time is None:
-            look = asyncio.get_running_loop().create_task(self._look(path))
-            self._looks.add(look)
-            look.add_done_callback(self._looks.discard)
+            self._background(self._look(path))
         self._update()
+
+    def _background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Segment work that must not hold up the loop; kept referenced until done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._segment_work.add(task)
+        task.add_done_callback(self._segment_work.discard)
 
     async def _look(self, path: Path) -> None:
         """Judge a closed segment for an idle or blank page; the verdict goes to the loop."""
@@ -636,8 +643,8 @@ class Session:
         """Stop every child; safe to call twice and on any exit path."""
         await self._close_segment()
         await self.live.close()
-        if self._looks:  # an idle/blank look at a segment: short (one ffmpeg), let it end
-            await asyncio.wait(set(self._looks), timeout=10)
+        if self._segment_work:  # a probe or look at a segment: short (one ffmpeg), let it end
+            await asyncio.wait(set(self._segment_work), timeout=10)
         self.reserve.release()
         for capture in self.captures:
             if capture.running:
