@@ -32,7 +32,7 @@ from webrecord.recorder.pageprep import PagePrep
 from webrecord.recorder.errors import InvalidAction, RecorderError
 from webrecord.recorder.live import LiveOutputs
 from webrecord.recorder.livehls import LiveHls
-from webrecord.recorder.package import (Packaged, closed_segment_span, drop_torn_tail,
+from webrecord.recorder.package import (Packaged, closed_segment_facts, drop_torn_tail,
                                         package_hls, package_mp4, usable_segments)
 from webrecord.recorder.reserve import DiskReserve
 from webrecord.recorder.resume import StoredParts
@@ -413,8 +413,8 @@ class Session:
                 log.exception("segment store failed")
         if self.live_hls is not None and not self._canceled:
             self.live_hls.put(path)  # queued: the upload never holds up the capture
-        # Probed now, not at Stop (package.closed_segment_span remembers it).
-        self._background(closed_segment_span(path, self.settings))
+        # Probed now, not at Stop (package.closed_segment_facts remembers it).
+        self._background(closed_segment_facts(path, self.settings))
         if self.idle_watch.wanted and self.status.status == Phase.RECORDING \
                 and self.status.cancel_time is None:
             self._background(self._look(path))
