@@ -16,7 +16,7 @@ import abc
 from pathlib import Path
 
 from webrecord.api.models import RecordingTask
-from webrecord.delivery.pipeline import named_by_caller, object_key, target_dir
+from webrecord.delivery.pipeline import named_by_caller, object_key, published_url, target_dir
 from webrecord.delivery.settings import DeliverySettings
 from webrecord.files import contained
 from webrecord.storage.filesystem import atomic_copy
@@ -72,11 +72,7 @@ class DirLiveTarget(LiveTarget):
 
     @property
     def url(self) -> str:
-        playlist = self.directory / f"{self.stem}.m3u8"
-        if self.url_base:
-            rel = playlist.relative_to(self.root.resolve()).as_posix()
-            return f"{self.url_base.rstrip('/')}/{rel}"
-        return playlist.resolve().as_uri()
+        return published_url(self.root, self.url_base, self.directory / f"{self.stem}.m3u8")
 
     def put(self, path: Path, name: str, playlist: bool = False) -> None:
         atomic_copy(path, contained(self.directory, name), root=self.root)

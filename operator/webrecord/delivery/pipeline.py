@@ -245,13 +245,18 @@ def _to_filesystem(task: RecordingTask, plans: list[_Plan], settings: DeliverySe
                 f"copy to {root} failed: {exc.strerror or exc} ({exc.__class__.__name__})"))
 
 
-def _fs_url(settings: DeliverySettings, final: Path) -> str:
-    """A published file's URL: under WEBRECORD_OUTPUT_URL_BASE, or its file:// URI."""
-    assert settings.output_dir is not None
-    if settings.output_url_base:
-        rel = final.resolve().relative_to(settings.output_dir.resolve()).as_posix()
-        return f"{settings.output_url_base.rstrip('/')}/{rel}"
+def published_url(root: Path, url_base: str | None, final: Path) -> str:
+    """The URL of a file published under `root`: under `url_base` (WEBRECORD_OUTPUT_URL_BASE,
+    which serves `root`), or its file:// URI."""
+    if url_base:
+        rel = final.resolve().relative_to(root.resolve()).as_posix()
+        return f"{url_base.rstrip('/')}/{rel}"
     return final.resolve().as_uri()
+
+
+def _fs_url(settings: DeliverySettings, final: Path) -> str:
+    assert settings.output_dir is not None
+    return published_url(settings.output_dir, settings.output_url_base, final)
 
 
 def _images_without_target(task: RecordingTask, plans: list[_Plan],

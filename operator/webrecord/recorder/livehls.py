@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from webrecord.api.models import LiveHlsStatus, RecordingTask
 from webrecord.files import write_atomic
 from webrecord.logs import event
-from webrecord.recorder.package import segment_span
+from webrecord.recorder.package import closed_segment_facts
 from webrecord.recorder.settings import RecorderSettings
 
 if TYPE_CHECKING:
@@ -211,8 +211,9 @@ class LiveHls:
     async def _publish(self, path: Path, quiet: bool) -> None:
         # The video stream's span: consecutive cuts of one process meet exactly there (the
         # format's span also counts the audio frame that overhangs each cut, ~20 ms a segment).
-        stream = "a" if self.audio_only else "v"
-        span = await segment_span(path, self.settings, stream) if path.is_file() else None
+        # (Probed once: the session and packaging read the same remembered facts.)
+        facts = await closed_segment_facts(path, self.settings) if path.is_file() else None
+        span = facts.streams.get("audio" if self.audio_only else "video") if facts else None
         if span is None or span[1] <= 0:
             self._gap = True
             event(log, "live hls: segment unreadable, not published", logging.WARNING,

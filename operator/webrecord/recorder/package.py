@@ -12,6 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from webrecord.api.models import ErrorCode
 from webrecord.egress.childenv import minimal_env
@@ -148,40 +149,38 @@ def _fail(err: str, what: str, outputs: list[Path]) -> RecorderError:
 _SEAM_TOLERANCE_S = 0.25
 
 
-async def segment_span(path: Path, settings: RecorderSettings,
-                       stream: str | None = None) -> tuple[float, float] | None:
-    """(start_time, duration) of a segment's format, or of its first `stream` ("v", "a")
-    when given; None when unreadable."""
-    what = ["-select_streams", f"{stream}:0", "-show_entries", "stream=start_time,duration"] \
-        if stream else ["-show_entries", "format=start_time,duration"]
-    code, out = await run_tool([settings.ffprobe_path, "-v", "error", *what, "-of", "json",
-                                str(path)], timeout=60)
-    try:
-        info = json.loads(out) if code == 0 else {}
-        span = info["streams"][0] if stream else info["format"]
-        return float(span["start_time"]), float(span["duration"])
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
-
-
 @dataclass(frozen=True)
 class SegmentFacts:
     kinds: frozenset[str]  # codec types of its streams
     start: float | None  # the format's start_time (None: unreadable)
     duration: float
+    # (start_time, duration) of the first stream of each codec type that states both
+    streams: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # absent, or ffprobe's "N/A"
+        return None
 
 
 async def _segment_facts(path: Path, settings: RecorderSettings) -> SegmentFacts | None:
     code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-show_entries",
-                                "format=start_time,duration:stream=codec_type", "-of", "json",
-                                str(path)], timeout=60)
+                                "format=start_time,duration:stream=codec_type,start_time,duration",
+                                "-of", "json", str(path)], timeout=60)
     try:
         info = json.loads(out) if code == 0 else {}
         fmt = info.get("format") or {}
-        start = fmt.get("start_time")
-        return SegmentFacts(frozenset(s.get("codec_type") for s in info.get("streams") or []),
-                            float(start) if start not in (None, "N/A") else None,
-                            float(fmt.get("duration") or 0))
+        streams = info.get("streams") or []
+        spans: dict[str, tuple[float, float]] = {}
+        for st in streams:
+            start, length = _number(st.get("start_time")), _number(st.get("duration"))
+            if start is not None and length is not None:
+                spans.setdefault(st.get("codec_type"), (start, length))
+        return SegmentFacts(frozenset(st.get("codec_type") for st in streams),
+                            _number(fmt.get("start_time")),
+                            float(fmt.get("duration") or 0), spans)
     except (ValueError, TypeError, AttributeError):
         return None
 
@@ -191,6 +190,7 @@ async def _segment_facts(path: Path, settings: RecorderSettings) -> SegmentFacts
 # probes of every segment at Stop took 0.2 s per segment: 72 s for an hour of 10 s segments).
 # A rewritten file (drop_torn_tail) has another key. Bounded: oldest entries go first.
 _FACTS: dict[tuple[str, int, int], SegmentFacts] = {}
+_PROBING: dict[tuple[str, int, int], asyncio.Future[SegmentFacts | None]] = {}
 _FACTS_KEPT = 20000
 _PROBES_AT_ONCE = 4
 
@@ -204,7 +204,13 @@ async def closed_segment_facts(path: Path, settings: RecorderSettings) -> Segmen
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key in _FACTS:
         return _FACTS[key]
-    facts = await _segment_facts(path, settings)
+    # Asked twice at once (the session's probe at the close and live HLS publishing the same
+    # segment): one ffprobe, both wait for it.
+    probing = _PROBING.get(key)
+    if probing is None:
+        probing = _PROBING[key] = asyncio.ensure_future(_segment_facts(path, settings))
+        probing.add_done_callback(lambda _: _PROBING.pop(key, None))
+    facts = await asyncio.shield(probing)
     if facts is not None:
         if len(_FACTS) >= _FACTS_KEPT:
             del _FACTS[next(iter(_FACTS))]

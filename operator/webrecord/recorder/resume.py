@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from webrecord.api.models import RecorderStatus, RecordingTask
 from webrecord.logs import event
-from webrecord.recorder.package import duration, usable_segments
+from webrecord.recorder.package import segments_facts, usable_segments
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ async def fetch_stored_segments(store: Any, dest: Path, settings: RecorderSettin
     raises (StorageError, OSError) when it cannot be read."""
     paths = await asyncio.to_thread(store.fetch, dest)
     usable = await usable_segments(paths, settings, audio_only=audio_only)
-    durations = [await duration(p, settings) for p in usable]
+    durations = [f.duration if f is not None else 0.0
+                 for f in await segments_facts(usable, settings)]  # remembered: no new probes
     # Number new segments after every stored name, so none overwrites a stored one (even a
     # dropped partial one) and names still sort in recording order.
     numbers = [int(m.group(1)) for p in paths if (m := _INDEX.match(p.name))]
