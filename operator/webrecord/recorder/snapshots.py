@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 _SHOWINFO = re.compile(r"Parsed_showinfo.*?\bn:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:(-?[\d.e+-]+)")
 JPEG_QUALITY = 3  # mjpeg -q:v, 2 (best) .. 31: sharp text at a fraction of a PNG's size
-POSTER_SEEK_S = 2.0  # decode the poster from this far before the end (one keyframe interval)
+POSTER_SEEK_S = 2.0
+_ROUNDING_S = 1e-5  # far below a frame (16.7 ms at 60 fps)  # decode the poster from this far before the end (one keyframe interval)
 
 
 def snapshot_name(stem: str, index: int) -> str:
@@ -64,7 +65,10 @@ async def _periodic(packaged: Packaged, spec: SnapshotSpec, out_dir: Path, stem:
     assert spec.interval_seconds is not None
     pattern = out_dir / f"{stem}_snapshot_%05d.jpg"
     # selected_n counts the frames taken so far: frame k is the first at or after k*N s.
-    chooser = (f"select='gte(t-{first:.6f}\\,{spec.interval_seconds}*selected_n)',"
+    # `first` is ffprobe's pts_time, rounded to 1 us: when it rounded up, the first frame's own
+    # t fell short of it by a fraction of a microsecond and the next frame was taken instead.
+    origin = first - _ROUNDING_S
+    chooser = (f"select='gte(t-{origin:.6f}\\,{spec.interval_seconds}*selected_n)',"
                "showinfo")
     code, err = await run_tool([
         settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "info", "-y",
