@@ -41,6 +41,35 @@ def segment_name(index: int) -> str:
     return f"seg_{index:04d}.ts"
 
 
+# Audio clock repair (asetpts, state in st()/ld() registers, TB = the stream's time base):
+#   0: this chunk's estimate of when the stream's first sample was made: its read time minus
+#      every sample up to its end (a read returns when its chunk is complete)
+#   1: the anchor: the earliest such estimate, i.e. the read that waited least. It may creep
+#      up by 500 ppm (the fastest the wall clock is slewed) so it follows the wall clock, and it
+#      starts over when a read comes more than 0.2 s late (samples lost to a stall).
+#   value: the anchor plus the samples before this chunk, plus the fixed audio delay.
+_AUDIO_CLOCK = (
+    "st(0,PTS-(N+NB_SAMPLES)/SR/TB);"
+    "st(1,if(eq(N,0)+gt(ld(0)-ld(1),0.2/TB),ld(0),min(ld(1)+0.0005*NB_SAMPLES/SR/TB,ld(0))));"
+    "ld(1)+N/SR/TB+{delay:.6f}/TB"
+)
+
+
+def audio_filter(settings: RecorderSettings) -> str | None:
+    """Timestamps of the sound, as ffmpeg filter arguments.
+
+    ffmpeg stamps each pulse read with the time it returned (-use_wallclock_as_timestamps),
+    which is the end of the chunk it delivered plus however long the read waited for the CPU:
+    the sound landed about one chunk late (20-50 ms, more for larger chunks, so the chunk size
+    could not be raised to save CPU), give or take the wait of each read. Counting samples from
+    the least-delayed read puts every sample at the time it was made (see _AUDIO_CLOCK); then
+    the fixed audio_delay_ms."""
+    if not settings.pulse_read_timestamps:
+        return None  # the demuxer's own clock, already sample-counted
+    # Quoted for the filter graph parser: the expression holds ',' and ';'.
+    return "asetpts='" + _AUDIO_CLOCK.format(delay=settings.audio_delay_ms / 1000) + "'"
+
+
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
                 seg_dir: Path, first_index: int, epoch: float,
                 enc: Encoding | None = None) -> list[str]:
@@ -86,6 +115,8 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
         *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
+    if af := audio_filter(settings):
+        argv += ["-af", af]
     if not enc.audio_only and (width % 2 or height % 2):
         # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
         argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
@@ -95,6 +126,11 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
             *(["-tune", settings.x264_tune] if settings.x264_tune else []),
             *enc.rate_args(),
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+            # Each frame keeps the time it was grabbed. The segment muxer would otherwise make
+            # ffmpeg count frames on a constant-rate grid from the first one, which drifts up to
+            # a frame (33 ms) from the grab times without dropping or repeating any: the picture
+            # moved against the sound by a different amount in every run.
+            "-fps_mode:v", "passthrough", "-enc_time_base:v", "1:90000",
         ]
     argv += [
         "-c:a", "aac", "-aac_coder", settings.aac_coder, "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),
