@@ -32,6 +32,11 @@ _OPERATOR = str(HERE.parents[1] / "operator")
 sys.path.insert(0, _OPERATOR)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_OPERATOR, os.environ.get("PYTHONPATH")) if p)
 
+try:
+    import numpy  # noqa: F401  (the analysers need it; scripts/install.sh installs it with --test)
+except ModuleNotFoundError:
+    sys.exit("bench/recorder needs numpy: pip install -e '.[test]' -c requirements/lock.txt "
+             "(or: bash scripts/install.sh --test)")
 from recbench import analysis as an  # noqa: E402
 from recbench import admission, proctree, runs  # noqa: E402
 from recbench.report import Report  # noqa: E402
