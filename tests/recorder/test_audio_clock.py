@@ -55,12 +55,20 @@ def test_reads_that_waited_do_not_move_the_sound() -> None:
 
 def test_a_stall_that_lost_samples_starts_the_count_over() -> None:
     # From the 40th chunk on, reads come 0.5 s later than the samples counted so far
-    # (0.5 s of sound lost): the sound must follow the clock, not the count.
-    stamped, out = stamped_like_pulse_reads(f"if(gte(N,{40 * CHUNK}),{RATE // 2},0)", 4,
+    # (0.5 s of sound lost): from the third such read on, the sound follows the clock.
+    stamped, out = stamped_like_pulse_reads(f"if(gte(N,{40 * CHUNK}),{RATE // 2},0)", 6,
                                             RecorderSettings())
-    assert out[39] == 39 * CHUNK
-    assert out[40] == 40 * CHUNK + RATE // 2
+    counted = [k * CHUNK for k in range(42)]
+    assert all(abs(got - want) <= 2 for got, want in zip(out[:42], counted)), out[:42]
+    assert out[42] == 42 * CHUNK + RATE // 2
     assert out[-1] == stamped[-1] - CHUNK
+
+
+def test_one_late_read_whose_sound_was_kept_moves_nothing() -> None:
+    # The 40th read waited 0.3 s (the sound server kept the samples), the next ones did not.
+    _, out = stamped_like_pulse_reads(f"if(eq(N,{40 * CHUNK}),{int(RATE * 0.3)},0)", 4,
+                                      RecorderSettings())
+    assert all(abs(got - k * CHUNK) <= 2 for k, got in enumerate(out)), out
 
 
 def test_fixed_delay_and_the_demuxer_clock() -> None:

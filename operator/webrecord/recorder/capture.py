@@ -44,13 +44,16 @@ def segment_name(index: int) -> str:
 # Audio clock repair (asetpts, state in st()/ld() registers, TB = the stream's time base):
 #   0: this chunk's estimate of when the stream's first sample was made: its read time minus
 #      every sample up to its end (a read returns when its chunk is complete)
+#   2: how many reads in a row came more than 0.2 s after the anchor's clock
 #   1: the anchor: the earliest such estimate, i.e. the read that waited least. It may creep
-#      up by 500 ppm (the fastest the wall clock is slewed) so it follows the wall clock, and it
-#      starts over when a read comes more than 0.2 s late (samples lost to a stall).
+#      up by 500 ppm (the fastest the wall clock is slewed) so it follows the wall clock, and
+#      starts over at the third late read in a row (sound lost in a long stall, or the wall clock
+#      stepped). One late read is a stall whose sound was kept and changes nothing.
 #   value: the anchor plus the samples before this chunk, plus the fixed audio delay.
 _AUDIO_CLOCK = (
     "st(0,PTS-(N+NB_SAMPLES)/SR/TB);"
-    "st(1,if(eq(N,0)+gt(ld(0)-ld(1),0.2/TB),ld(0),min(ld(1)+0.0005*NB_SAMPLES/SR/TB,ld(0))));"
+    "st(2,if(gt(ld(0)-ld(1),0.2/TB),ld(2)+1,0));"
+    "st(1,if(eq(N,0)+gte(ld(2),3),ld(0),min(ld(1)+0.0005*NB_SAMPLES/SR/TB,ld(0))));"
     "ld(1)+N/SR/TB+{delay:.6f}/TB"
 )
 
