@@ -129,11 +129,10 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
             *(["-tune", settings.x264_tune] if settings.x264_tune else []),
             *enc.rate_args(),
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
-            # Each frame keeps the time it was grabbed. The segment muxer would otherwise make
-            # ffmpeg count frames on a constant-rate grid from the first one, which drifts up to
-            # a frame (33 ms) from the grab times without dropping or repeating any: the picture
-            # moved against the sound by a different amount in every run.
-            "-fps_mode:v", "passthrough", "-enc_time_base:v", "1:90000",
+            # Constant-rate output (ffmpeg counts frames from the first one). Known defect: the
+            # count can sit up to a frame from the grab times, so A/V varies by run; keeping
+            # grab times (-fps_mode passthrough) fixed that but left jittered timestamps that
+            # ffmpeg consumers warn about (tests/recorder/test_disk_full); see the stop note.
         ]
     argv += [
         "-c:a", "aac", "-aac_coder", settings.aac_coder, "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),
