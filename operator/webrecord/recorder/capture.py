@@ -129,10 +129,10 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
             *(["-tune", settings.x264_tune] if settings.x264_tune else []),
             *enc.rate_args(),
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
-            # Constant-rate output (ffmpeg counts frames from the first one). Known defect: the
-            # count can sit up to a frame from the grab times, so A/V varies by run; keeping
-            # grab times (-fps_mode passthrough) fixed that but left jittered timestamps that
-            # ffmpeg consumers warn about (tests/recorder/test_disk_full); see the stop note.
+            # Constant-rate output: ffmpeg counts frames from the first one, and the count can
+            # sit up to a frame from the grab times (A/V then differs by run). -fps_mode
+            # passthrough keeps grab times but their jitter makes consumers that round to the
+            # frame rate see repeated timestamps (tests/recorder/test_disk_full's decode check).
         ]
     argv += [
         "-c:a", "aac", "-aac_coder", settings.aac_coder, "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),

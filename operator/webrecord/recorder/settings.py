@@ -61,10 +61,8 @@ class RecorderSettings(BaseSettings):
     # demuxer's latency-filtered clock, whose start-up estimate can stay ~130 ms off for a
     # whole segment (measured with tests/pages/recorder_sync.html).
     pulse_read_timestamps: bool = True
-    # The picture of an event reaches the file later than its sound: Chromium paints it on its
-    # next frame, the X server shows it, and x11grab takes it at its next grab (half a frame
-    # later on average). Sound is delayed by this much so that both play together (measured
-    # with bench/recorder av; see docs there).
+    # A fixed shift of the sound against the picture (+ = later), for a deployment that measures
+    # its own offset (bench/recorder --only av). Not calibrated: 0 by default.
     audio_delay_ms: float = Field(0.0, ge=-500, le=500)
     hls_segment_seconds: float = Field(4.0, gt=0)
     # Recording segments close (and go to the segment store) this often: a lost recorder loses
