@@ -19,9 +19,9 @@ import pytest
 from webrecord.api.models import (Action, LiveOutput, LiveState, OutputSpec, RecordingSpec,
                                   RecordingTask)
 from webrecord.api.live import parse_live_url
-from webrecord.egress.policy import EgressSettings
 from webrecord.recorder.control import ControlServer
-from webrecord.recorder.liverelay import tls_options
+from webrecord.egress.policy import EgressPolicy, EgressSettings
+from webrecord.recorder.liverelay import Relay, tls_options
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
@@ -317,3 +317,28 @@ def test_rtmps_tls_options() -> None:
     assert tls_options(RecorderSettings(live_ca_file="/ca.pem"), literal) == [
         "-tls_verify", "1", "-ca_file", "/ca.pem"]
     assert tls_options(RecorderSettings(live_tls_verify=False), named)[:2] == ["-tls_verify", "0"]
+
+
+@pytest.mark.timeout(30)
+async def test_a_retry_names_the_receivers_fault_not_the_inputs_noise() -> None:
+    """Joining mid-stream, the relay's probe logs ~100 decoder lines before it dials (seen on a
+    busy machine: the status said "Last message repeated 1 times" instead of the TLS cause).
+    A real process prints that noise, then the receiver's fault, then its consequence."""
+    url = "rtmps://localhost:1935/live/" + KEY
+    relay = Relay(parse_live_url(url), RecorderSettings(), EgressPolicy())
+    noise = ("[h264 @ 0x55e675309240] non-existing PPS 0 referenced\n"
+             "[h264 @ 0x55e675309240] decode_slice_header error\n"
+             "    Last message repeated 1 times\n") * 40
+    lines = (noise + "[tls @ 0x55e67542dc00] The certificate's owner does not match hostname "
+             f"localhost\n{url}: Input/output error\n")
+    proc = await asyncio.create_subprocess_exec("cat", stdin=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT,
+                                                stdout=asyncio.subprocess.PIPE)
+    proc.stderr = proc.stdout  # cat's output stands in for ffmpeg's stderr
+    reader = asyncio.create_task(relay._errors(proc, url))
+    proc.stdin.write(lines.encode())
+    proc.stdin.close()
+    await asyncio.wait_for(reader, 5)
+    await proc.wait()
+    assert relay._error() == "[tls] The certificate's owner does not match hostname localhost"
+    assert KEY not in " ".join(relay._stderr)

@@ -69,7 +69,7 @@ class PulseAudio:
         if self.settings.pulse_keepalive:
             argv += [
                 f"--load=module-null-source source_name=silence rate={self.settings.audio_rate} channels=2",
-                f"--load=module-loopback source=silence sink={SINK} latency_msec=200 adjust_time=0 "
+                f"--load=module-loopback source=silence sink={SINK} latency_msec=20 "
                 "source_dont_move=true sink_dont_move=true",
             ]
         log_file = open(self.log_dir / "pulseaudio.log", "ab")

@@ -41,38 +41,6 @@ def segment_name(index: int) -> str:
     return f"seg_{index:04d}.ts"
 
 
-# Audio clock repair (asetpts, state in st()/ld() registers, TB = the stream's time base):
-#   0: this chunk's estimate of when the stream's first sample was made: its read time minus
-#      every sample up to its end (a read returns when its chunk is complete)
-#   2: how many reads in a row came more than 0.2 s after the anchor's clock
-#   1: the anchor: the earliest such estimate, i.e. the read that waited least. It may creep
-#      up by 500 ppm (the fastest the wall clock is slewed) so it follows the wall clock, and
-#      starts over at the third late read in a row (sound lost in a long stall, or the wall clock
-#      stepped). One late read is a stall whose sound was kept and changes nothing.
-#   value: the anchor plus the samples before this chunk, plus the fixed audio delay.
-_AUDIO_CLOCK = (
-    "st(0,PTS-(N+NB_SAMPLES)/SR/TB);"
-    "st(2,if(gt(ld(0)-ld(1),0.2/TB),ld(2)+1,0));"
-    "st(1,if(eq(N,0)+gte(ld(2),3),ld(0),min(ld(1)+0.0005*NB_SAMPLES/SR/TB,ld(0))));"
-    "ld(1)+N/SR/TB+{delay:.6f}/TB"
-)
-
-
-def audio_filter(settings: RecorderSettings) -> str | None:
-    """Timestamps of the sound, as ffmpeg filter arguments.
-
-    ffmpeg stamps each pulse read with the time it returned (-use_wallclock_as_timestamps),
-    which is the end of the chunk it delivered plus however long the read waited for the CPU:
-    the sound landed about one chunk late (20-50 ms, more for larger chunks, so the chunk size
-    could not be raised to save CPU), give or take the wait of each read. Counting samples from
-    the least-delayed read puts every sample at the time it was made (see _AUDIO_CLOCK); then
-    the fixed audio_delay_ms."""
-    if not settings.pulse_read_timestamps:
-        return None  # the demuxer's own clock, already sample-counted
-    # Quoted for the filter graph parser: the expression holds ',' and ';'.
-    return "asetpts='" + _AUDIO_CLOCK.format(delay=settings.audio_delay_ms / 1000) + "'"
-
-
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
                 seg_dir: Path, first_index: int, epoch: float,
                 enc: Encoding | None = None) -> list[str]:
@@ -118,8 +86,6 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
         *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
-    if af := audio_filter(settings):
-        argv += ["-af", af]
     if not enc.audio_only and (width % 2 or height % 2):
         # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
         argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
@@ -129,10 +95,6 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
             *(["-tune", settings.x264_tune] if settings.x264_tune else []),
             *enc.rate_args(),
             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
-            # Constant-rate output: ffmpeg counts frames from the first one, and the count can
-            # sit up to a frame from the grab times (A/V then differs by run). -fps_mode
-            # passthrough keeps grab times but their jitter makes consumers that round to the
-            # frame rate see repeated timestamps (tests/recorder/test_disk_full's decode check).
         ]
     argv += [
         "-c:a", "aac", "-aac_coder", settings.aac_coder, "-b:a", enc.audio_bitrate, "-ar", str(settings.audio_rate),

@@ -32,6 +32,11 @@ from webrecord.recorder.settings import RecorderSettings
 log = logging.getLogger(__name__)
 
 _COMPONENT = re.compile(r"^\[(\w+) @ 0x[0-9a-f]+\] ")  # "[tls @ 0x55d0...] ": the pointer is noise
+# Lines about the input, not the receiver: joining the recording mid-stream, the probe decodes
+# frames before the first keyframe ("[h264 @ ...] non-existing PPS 0 referenced", ~100 lines a
+# connect on a busy machine), and ffmpeg folds repeats into "Last message repeated N times".
+_INPUT_NOISE = re.compile(r"^(\[(h264|hevc|aac|mp3|mpegts) @ 0x[0-9a-f]+\] |Last message repeated )")
+_KEPT_LINES = 8
 
 
 class Relay:
@@ -54,7 +59,7 @@ class Relay:
         self._closed = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task | None = None
-        self._stderr: collections.deque[str] = collections.deque(maxlen=8)
+        self._stderr: list[str] = []  # the attempt's first lines about the receiver
 
     @property
     def url(self) -> str:
@@ -181,7 +186,8 @@ class Relay:
     async def _errors(self, proc: asyncio.subprocess.Process, url: str) -> None:
         assert proc.stderr is not None
         async for raw in proc.stderr:
-            if line := raw.decode(errors="replace").strip():
+            line = raw.decode(errors="replace").strip()
+            if line and not _INPUT_NOISE.match(line) and len(self._stderr) < _KEPT_LINES:
                 self._stderr.append(scrub(scrub(line, url), self.target.url)[:300])
 
     def _error(self) -> str:

@@ -48,22 +48,13 @@ class RecorderSettings(BaseSettings):
     # (60 s of 48 kHz stereo at 128k: 0.50 s vs 1.06 s), inaudibly different at this bitrate.
     aac_coder: str = Field("fast", pattern="^(fast|twoloop|anmr)$")
     audio_rate: int = 48000
-    # Bytes per pulse read: 9600 = 50 ms of 48 kHz stereo s16. Every read wakes ffmpeg and the
-    # sound server, so the chunk size is most of the sound path's CPU (measured, sound server +
-    # ffmpeg, cores: 10 ms 0.041, 20 ms 0.031, 50 ms 0.018); sync does not depend on it because
-    # each chunk is stamped with the time its first sample was made (capture.audio_filter).
-    pulse_fragment_bytes: int = Field(9600, ge=256)
-    # A silent loopback into the sink keeps the null sink rendering in small blocks while no one
-    # records it: left alone it renders 2 s ahead, and the first record stream then waits up to
-    # 2 s for its first sound (the file's audio began ~1.7 s after its picture).
-    pulse_keepalive: bool = True
+    # Bytes per pulse read: 3840 = 20 ms of 48 kHz stereo s16, small enough for A/V sync.
+    pulse_fragment_bytes: int = Field(3840, ge=256)
     # Stamp audio with the time ffmpeg reads it (like x11grab's frames) rather than the pulse
     # demuxer's latency-filtered clock, whose start-up estimate can stay ~130 ms off for a
     # whole segment (measured with tests/pages/recorder_sync.html).
+    pulse_keepalive: bool = True
     pulse_read_timestamps: bool = True
-    # A fixed shift of the sound against the picture (+ = later), for a deployment that measures
-    # its own offset (bench/recorder --only av). Not calibrated: 0 by default.
-    audio_delay_ms: float = Field(0.0, ge=-500, le=500)
     hls_segment_seconds: float = Field(4.0, gt=0)
     # Recording segments close (and go to the segment store) this often: a lost recorder loses
     # at most this much. Cut at the next keyframe (keyint_seconds) after each multiple.
