@@ -21,6 +21,7 @@ from webrecord.logs import event
 from webrecord.recorder import procs
 from webrecord.recorder.audio import MONITOR
 from webrecord.recorder.encoding import Encoding, encoding_for
+from webrecord.recorder.frameclock import video_clock_filters
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,23 @@ def segment_name(index: int) -> str:
     return f"seg_{index:04d}.ts"
 
 
+def audio_stamp_shift(settings: RecorderSettings, fps: int | None) -> float:
+    """Seconds to take off the sound's wall-clock stamps so sound and picture made at the same
+    moment get the same time in the file (fps None: no picture).
+
+    - A pulse read returns once its chunk is full, so its stamp is the chunk's end: the whole
+      chunk earlier (the pulse demuxer's own clock stamps the chunk's start).
+    - A frame is stamped with its grab slot (frameclock) but shows what was painted over the
+      step before it, on average half a step earlier: the sound half a step later to match.
+    - The sound reaches the sink audio_output_latency_ms after the page made it (Chromium's
+      output buffer and the sound server's queue): that much earlier."""
+    if not settings.pulse_read_timestamps:
+        return settings.audio_output_latency_ms / 1000
+    chunk = settings.pulse_fragment_bytes / (settings.audio_rate * 2 * 2)  # stereo s16
+    half_step = 0.5 / fps if fps else 0.0
+    return chunk - half_step + settings.audio_output_latency_ms / 1000
+
+
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
                 seg_dir: Path, first_index: int, epoch: float,
                 enc: Encoding | None = None) -> list[str]:
@@ -54,6 +72,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     keyframe): the muxer's own timer counts from timestamp 0, which -copyts moved away."""
     enc = enc or encoding_for(settings, width=width, height=height)  # the task's, else defaults
     fps = enc.fps
+    video_fps = None if enc.audio_only else fps
     large = width * height > settings.large_frame_pixels
     preset = settings.x264_preset_large if large else settings.x264_preset
     gop = enc.gop
@@ -61,6 +80,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     # overloaded machine drops frames instead of memory.
     video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
     offset = f"-{epoch:.6f}"
+    audio_offset = f"-{epoch + audio_stamp_shift(settings, video_fps):.6f}"
     argv = [
         # Level info only for the one "Press [q]" line that says capture has begun (see ready).
         settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "info", "-y",
@@ -80,17 +100,22 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     argv += [
         # Opened after the display: whichever input opens first starts first, and a little
         # silence before the sound is better than sound before the first picture.
-        "-itsoffset", offset, "-thread_queue_size", "512",
+        "-itsoffset", audio_offset, "-thread_queue_size", "512",
         *(["-use_wallclock_as_timestamps", "1"] if settings.pulse_read_timestamps else []),
         "-f", "pulse", "-fragment_size", str(settings.pulse_fragment_bytes),
         "-sample_rate", str(settings.audio_rate), "-channels", "2", "-i", MONITOR,
         *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
-    if not enc.audio_only and (width % 2 or height % 2):
-        # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
-        argv += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
     if not enc.audio_only:
+        filters = video_clock_filters(fps)
+        if width % 2 or height % 2:
+            # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
+            filters.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
         argv += [
+            "-vf", ",".join(filters),
+            # The stamps as made (frameclock), in microseconds: the default time base of 1/fps
+            # would round them onto ffmpeg's own grid again.
+            "-fps_mode:v", "passthrough", "-enc_time_base:v", "1:1000000",
             "-c:v", "libx264", "-preset", preset,
             *(["-tune", settings.x264_tune] if settings.x264_tune else []),
             *enc.rate_args(),

@@ -55,6 +55,12 @@ class RecorderSettings(BaseSettings):
     # whole segment (measured with tests/pages/recorder_sync.html).
     pulse_keepalive: bool = True
     pulse_read_timestamps: bool = True
+    # How long the page's sound takes to reach the sink (Chromium's output buffer, the sound
+    # server's queue); taken off the sound's stamps (capture.audio_stamp_shift). Measured with
+    # bench/recorder av (flash and beep made in one rAF callback): with the chunk and half-frame
+    # terms alone the sound sat +16.7/+10.9/+8.3 ms late over three runs; with 12 ms, +3.2/-3.6/
+    # +3.0 (mean |offset| 8.2/8.7/9.3 ms, max 17.6/19.2/18.2).
+    audio_output_latency_ms: float = Field(12.0, ge=0, le=500)
     hls_segment_seconds: float = Field(4.0, gt=0)
     # Recording segments close (and go to the segment store) this often: a lost recorder loses
     # at most this much. Cut at the next keyframe (keyint_seconds) after each multiple.
