@@ -48,18 +48,23 @@ class RecorderSettings(BaseSettings):
     # (60 s of 48 kHz stereo at 128k: 0.50 s vs 1.06 s), inaudibly different at this bitrate.
     aac_coder: str = Field("fast", pattern="^(fast|twoloop|anmr)$")
     audio_rate: int = 48000
-    # Bytes per pulse read: 3840 = 20 ms of 48 kHz stereo s16, small enough for A/V sync.
-    pulse_fragment_bytes: int = Field(3840, ge=256)
+    # Bytes per pulse read: 9600 = 50 ms of 48 kHz stereo s16. Each read wakes ffmpeg and the
+    # sound server; the stamp's lag (one chunk) is taken off (capture.audio_stamp_shift), so
+    # sync does not depend on the size. Sound path alone, 15 s, cores (ffmpeg + sound server):
+    # 20 ms reads 0.025 + 0.026; 50 ms 0.018 + 0.023; with the keep-alive at 200 ms, 0.011 + 0.008.
+    pulse_fragment_bytes: int = Field(9600, ge=256)
+    # A silent loopback into the sink (see audio.PulseAudio.start).
+    pulse_keepalive: bool = True
     # Stamp audio with the time ffmpeg reads it (like x11grab's frames) rather than the pulse
     # demuxer's latency-filtered clock, whose start-up estimate can stay ~130 ms off for a
     # whole segment (measured with tests/pages/recorder_sync.html).
-    pulse_keepalive: bool = True
     pulse_read_timestamps: bool = True
     # How long the page's sound takes to reach the sink (Chromium's output buffer, the sound
     # server's queue); taken off the sound's stamps (capture.audio_stamp_shift). Measured with
     # bench/recorder av (flash and beep made in one rAF callback): with the chunk and half-frame
     # terms alone the sound sat +16.7/+10.9/+8.3 ms late over three runs; with 12 ms, +3.2/-3.6/
-    # +3.0 (mean |offset| 8.2/8.7/9.3 ms, max 17.6/19.2/18.2).
+    # +3.0 (mean |offset| 8.2/8.7/9.3 ms, max 17.6/19.2/18.2); with 50 ms reads and the 200 ms
+    # keep-alive, -1.4/+3.9/+2.7 (8.4/8.3/8.2, max 16.8/15.2/17.5).
     audio_output_latency_ms: float = Field(12.0, ge=0, le=500)
     hls_segment_seconds: float = Field(4.0, gt=0)
     # Recording segments close (and go to the segment store) this often: a lost recorder loses
