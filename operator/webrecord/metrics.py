@@ -108,8 +108,8 @@ FRAMES = Counter(
     registry=RECORDER)
 REPEATED_FRAMES = Counter(
     "webrecord_recorder_repeated_frames_total",
-    "Frames ffmpeg repeated to keep the frame rate (dup_frames): the display was not "
-    "grabbed in time", registry=RECORDER)
+    "Frames ffmpeg repeated to keep the frame rate (dup_frames); 0 since frames keep their "
+    "grab slots (recorder/frameclock): a late grab leaves a gap instead", registry=RECORDER)
 DROPPED_FRAMES = Counter(
     "webrecord_recorder_dropped_frames_total",
     "Frames ffmpeg dropped (drop_frames)", registry=RECORDER)
