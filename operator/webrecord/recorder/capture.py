@@ -52,9 +52,8 @@ def audio_stamp_shift(settings: RecorderSettings, fps: int | None) -> float:
       step before it, on average half a step earlier: the sound half a step later to match.
     - The sound reaches the sink audio_output_latency_ms after the page made it (Chromium's
       output buffer and the sound server's queue): that much earlier."""
-    if not settings.pulse_read_timestamps:
-        return settings.audio_output_latency_ms / 1000
-    chunk = settings.pulse_fragment_bytes / (settings.audio_rate * 2 * 2)  # stereo s16
+    chunk = (settings.pulse_fragment_bytes / (settings.audio_rate * 2 * 2)  # stereo s16
+             if settings.pulse_read_timestamps else 0.0)
     half_step = 0.5 / fps if fps else 0.0
     return chunk - half_step + settings.audio_output_latency_ms / 1000
 
@@ -80,7 +79,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     # overloaded machine drops frames instead of memory.
     video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
     offset = f"-{epoch:.6f}"
-    audio_offset = f"-{epoch + audio_stamp_shift(settings, video_fps):.6f}"
+    audio_offset = f"{-(epoch + audio_stamp_shift(settings, video_fps)):.6f}"
     argv = [
         # Level info only for the one "Press [q]" line that says capture has begun (see ready).
         settings.ffmpeg_path, "-hide_banner", "-nostats", "-loglevel", "info", "-y",
