@@ -112,7 +112,8 @@ REPEATED_FRAMES = Counter(
     "grab slots (recorder/frameclock): a late grab leaves a gap instead", registry=RECORDER)
 DROPPED_FRAMES = Counter(
     "webrecord_recorder_dropped_frames_total",
-    "Frames ffmpeg dropped (drop_frames)", registry=RECORDER)
+    "Frames ffmpeg dropped (drop_frames); 0 since frames keep their grab slots "
+    "(recorder/frameclock)", registry=RECORDER)
 ENCODER_SPEED = Gauge(
     "webrecord_recorder_encoder_speed_ratio",
     "ffmpeg's speed (media time per wall time; below 1: the encoder falls behind)",

@@ -75,8 +75,9 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     large = width * height > settings.large_frame_pixels
     preset = settings.x264_preset_large if large else settings.x264_preset
     gop = enc.gop
-    # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB), so an
-    # overloaded machine drops frames instead of memory.
+    # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB). When it
+    # is full the grabber waits and falls behind its schedule, leaving gaps (frameclock) rather
+    # than memory. ffmpeg discards what is still queued when told to stop.
     video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
     offset = f"-{epoch:.6f}"
     audio_offset = f"{-(epoch + audio_stamp_shift(settings, video_fps)):.6f}"
