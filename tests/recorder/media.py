@@ -21,6 +21,15 @@ def probe(path: Path) -> dict:
             "video": streams.get("video"), "audio": streams.get("audio")}
 
 
+def stream_ends(path: Path) -> dict[str, float]:
+    """Where each stream ends (start + duration, seconds), by codec type."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,start_time,duration",
+         "-of", "json", str(path)], capture_output=True, text=True, check=True, timeout=60).stdout
+    return {s["codec_type"]: float(s["start_time"]) + float(s["duration"])
+            for s in json.loads(out)["streams"]}
+
+
 def assert_av(path: Path, width: int, height: int) -> dict:
     """H.264 video of exactly width x height (yuv420p) and AAC audio."""
     info = probe(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from webrecord.api.models import Action, RecordingSpec, RecordingTask
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
-from .media import assert_av, av_onsets, frame_rgb, mean_volume_db, probe
+from .media import assert_av, av_onsets, frame_rgb, mean_volume_db, probe, stream_ends
 
 pytestmark = pytest.mark.browser
 
@@ -58,6 +59,22 @@ async def test_sizes_at_the_edges(tmp_path, page_server, width, height, out_w, o
         frame = frame_rgb(session.packaged.path, 1.0).astype(int)
         for y, x in ((2, 2), (2, width - 3), (height - 3, 2), (height - 3, width - 3)):
             assert np.abs(frame[y, x] - PAGE_BG).max() < 24, (y, x, frame[y, x])
+
+
+@pytest.mark.timeout(120)
+async def test_an_encoder_behind_real_time_keeps_what_was_grabbed_before_the_stop(
+        tmp_path, page_server, caplog):
+    """x264's slowest preset at 720p encodes below real time here: at the stop ffmpeg is
+    behind its grabbers with frames and sound queued, which quitting at once discards (1.6 s
+    of a 3 s recording was lost so). The stop waits until they are in the file."""
+    caplog.set_level(logging.INFO, logger="webrecord.recorder.capture")
+    settings = RecorderSettings(x264_preset="placebo", encoder_drain_timeout=30)
+    session = await record(tmp_path, f"{page_server}/recorder_sound.html", settings=settings,
+                           width=1280, height=720, max_duration_limit=3)
+    waits = [r.fields["waited_s"] for r in caplog.records if r.getMessage() == "encoder caught up at stop"]
+    assert waits and waits[0] >= 0.2, waits  # the encoder really was behind at the stop
+    ends = stream_ends(session.packaged.path)
+    assert ends["video"] >= 2.85 and ends["audio"] >= 2.85, ends
 
 
 @pytest.mark.timeout(60)

@@ -23,6 +23,7 @@ from webrecord.recorder.audio import MONITOR
 from webrecord.recorder.encoding import Encoding, encoding_for
 from webrecord.recorder.frameclock import video_clock_filters
 from webrecord.recorder.settings import RecorderSettings
+from webrecord.recorder.tstail import last_pts
 
 log = logging.getLogger(__name__)
 
@@ -317,13 +318,47 @@ class Capture:
         full = [line for line in lines if any(m in line for m in _DISK_FULL_MARKERS)]
         return (full or lines or ["ffmpeg exited"])[-1]
 
+    async def _drain(self, until: float) -> None:
+        """Wait (at most encoder_drain_timeout) until the file holds what was grabbed before
+        `until` (the file's clock): ffmpeg discards its queued frames and sound when it quits,
+        and an encoder slower than real time runs seconds behind the grabbers. What it has
+        encoded is safe even if not yet written: the muxer holds pictures back until the sound
+        of their time has come (up to two pulse chunks and the output latency, the
+        audio_stamp_shift), and writes them at the end. So the file may end that much, plus a
+        frame step (frameclock), before `until`; waiting for more would delay every stop.
+        Gives up early when the file stops growing."""
+        chunk = self.settings.pulse_fragment_bytes / (self.settings.audio_rate * 4)
+        step = 0.0 if self.encoding.audio_only else 1 / self.encoding.fps
+        enough = until - step - 2 * chunk - self.settings.audio_output_latency_ms / 1000
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        deadline = began + self.settings.encoder_drain_timeout
+        written: float | None = None
+        moved = began  # when `written` last advanced
+        while self.running and (path := self.last_path) is not None:
+            latest = last_pts(path)
+            if latest is not None and (written is None or latest > written):
+                written, moved = latest, loop.time()
+            if written is not None and written >= enough:
+                break
+            if loop.time() >= min(deadline, moved + 1.0):
+                event(log, "encoder still behind at stop; its queued frames are lost",
+                      logging.WARNING, index=self.index,
+                      behind_s=None if written is None else round(until - written, 3))
+                return
+            await asyncio.sleep(0.02)
+        if (waited := loop.time() - began) > 0.01:
+            event(log, "encoder caught up at stop", index=self.index, waited_s=round(waited, 3))
+
     async def stop(self) -> int | None:
-        """Ask ffmpeg to finish ('q'), wait a bounded time, then kill the group."""
+        """Let a lagging encoder catch up to now, ask ffmpeg to finish ('q'), wait a bounded
+        time, then kill the group."""
         self.stopping = True
         if self.proc is None:
             return None
         if self.proc.returncode is None:
             self.ended = time.monotonic()
+            await self._drain(time.time() - self.epoch)
             try:
                 assert self.proc.stdin is not None
                 self.proc.stdin.write(b"q")

@@ -86,6 +86,10 @@ class RecorderSettings(BaseSettings):
     display_start_timeout: float = Field(10.0, gt=0)
     audio_start_timeout: float = Field(10.0, gt=0)
     encoder_start_timeout: float = Field(10.0, gt=0, description="Wait for ffmpeg's first frames")
+    # ffmpeg drops the frames still queued for its encoder when told to quit: at a stop it first
+    # gets this long to write what was grabbed before the stop (an encoder slower than real time
+    # runs behind; one that keeps up is done at once).
+    encoder_drain_timeout: float = Field(5.0, ge=0, description="Wait at a stop for a lagging encoder to catch up")
     encoder_stop_timeout: float = Field(5.0, gt=0, description="Wait after 'q' before killing ffmpeg")
     # Held on the work dir's disk from the start, freed when it fills (and before packaging), so
     # the segment being written can still be closed and stored: a full disk loses nothing
