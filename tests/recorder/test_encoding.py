@@ -92,3 +92,13 @@ async def test_audio_only_is_an_m4a_with_one_audio_stream(tmp_path, page_server)
     capture = session.captures[0]
     argv = ffmpeg_argv(RecorderSettings(), ":9", 640, 360, tmp_path, 0, 0.0, enc=capture.encoding)
     assert "x11grab" not in argv and argv.count("-i") == 1 and "libx264" not in argv, argv
+
+
+@pytest.mark.parametrize("width, height, threads", [(1280, 720, ["-threads:v", "1"]), (2560, 2560, [])])
+def test_x264_threads_by_frame_size(tmp_path, width, height, threads):
+    """One x264 thread up to large_frame_pixels (cheaper, steadier beside other recordings);
+    x264's own choice above, where one thread cannot keep the frame rate."""
+    argv = ffmpeg_argv(RecorderSettings(), ":9", width, height, tmp_path, 0, 0.0)
+    found = [argv[i:i + 2] for i, a in enumerate(argv) if a == "-threads:v"]
+    assert found == ([threads] if threads else []), argv
+    assert argv[argv.index("-sws_flags") + 1] == "area+full_chroma_inp"
