@@ -164,9 +164,14 @@ def test_recorder_control_endpoint_and_delivery(tmp_path, page_server):
         r = requests.post(f"{base}/control", json={"action": "Pause", "seq": 1}, headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "paused"
         segments_at_pause = r.json()["segments"]  # rotation may have cut one before the Pause
-        # StorageType cfs with WEBRECORD_SEGMENT_DIR: each closed segment is stored there at once.
-        stored = sorted(p.name for p in (segstore / "task-1").glob("seg_*.ts"))
-        assert stored == [f"seg_{i:04d}.ts" for i in range(segments_at_pause)], stored
+        # StorageType cfs with WEBRECORD_SEGMENT_DIR: each closed segment is queued for the store
+        # at once and copied in the background (a copy may still run as the reply arrives).
+        expected = [f"seg_{i:04d}.ts" for i in range(segments_at_pause)]
+        deadline = time.monotonic() + 10
+        while (stored := sorted(p.name for p in (segstore / "task-1").glob("seg_*.ts"))) != expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stored == expected, stored
         r = requests.post(f"{base}/control", json={"action": "Pause", "seq": 1}, headers=auth, timeout=10)
         assert r.status_code == 200 and r.json()["status"] == "paused"  # retry: no 409
         assert _status(status_file)["status"] == "paused"

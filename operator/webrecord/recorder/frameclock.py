@@ -21,6 +21,10 @@ repeat a frame, so the picture stays on the sound's clock. The anchor only moves
 by more than ANCHOR_MOVE_US (start-up: ffmpeg opens the sound input after the display, so the
 first grabs come late, in a burst); a frame that would land less than one step after the
 previous kept one is dropped (select), so consumers never see two frames in one frame slot.
+
+The first frame is dropped too: ffmpeg grabs it while probing the display input, before it
+opens the sound input, which takes 0.1-0.4 s on a busy machine; it stood alone before that gap
+(up to 11 missing slots at the start of each of three 720p30 recordings starting together).
 """
 
 from __future__ import annotations
@@ -44,6 +48,6 @@ def video_clock_filters(fps: int) -> list[str]:
     stamp = (f"st(0,PTS-N*{step});"
              f"st(1,if(eq(N,0)+lt(ld(0),ld(1)-{ANCHOR_MOVE_US}),ld(0),ld(1)));"
              f"ld(1)+(N+floor((ld(0)-ld(1)+{ANCHOR_MOVE_US})/{step}))*{step}")
-    keep = f"isnan(prev_selected_pts)+gte(pts-prev_selected_pts,{step})"
+    keep = f"gt(n,0)*(isnan(prev_selected_pts)+gte(pts-prev_selected_pts,{step}))"
     # Quoted for the filter graph parser: the expressions hold ',' and ';'.
     return [f"setpts='{stamp}'", f"select='{keep}'"]
