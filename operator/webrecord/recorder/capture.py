@@ -79,7 +79,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
     gop = enc.gop
     # Raw frames waiting for the encoder: bounded in bytes (a 2560x2560 frame is 26 MB). When it
     # is full the grabber waits and falls behind its schedule, leaving gaps (frameclock) rather
-    # than memory. ffmpeg discards what is still queued when told to stop.
+    # than memory. ffmpeg discards what is still queued when told to quit: stop drains first.
     video_queue = max(4, min(fps, settings.video_queue_bytes // (width * height * 4)))
     offset = f"-{epoch:.6f}"
     audio_offset = f"{-(epoch + audio_stamp_shift(settings, video_fps)):.6f}"
