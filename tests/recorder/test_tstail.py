@@ -55,3 +55,18 @@ def test_no_file_or_no_stamps_is_none(tmp_path):
     assert last_pts(empty.with_name("junk.ts")) is None
     (tmp_path / "junk.ts").write_bytes(b"\x47" + b"\x00" * 187 * 3)
     assert last_pts(tmp_path / "junk.ts") is None
+
+
+@pytest.mark.timeout(60)
+def test_a_last_picture_longer_than_the_first_window_is_read_through(tmp_path):
+    """The last 64 KiB hold no PES start (a large keyframe still being written): the reader
+    widens its window and finds the stamps before it."""
+    path = tmp_path / "a.ts"
+    _ts(path)
+    before = last_pts(path)
+    # 600 continuation packets (no payload unit start) of one PID: 110 KiB without a PES start.
+    continuation = bytes([0x47, 0x01, 0x00, 0x10]) + b"\xff" * 184
+    with open(path, "ab") as f:
+        f.write(continuation * 600)
+    assert before is not None and last_pts(path) == before
+    assert last_pts(path, tail_bytes=64 * 1024) is None  # the first window alone has none
