@@ -53,8 +53,7 @@ def audio_stamp_shift(settings: RecorderSettings, fps: int | None) -> float:
       step before it, on average half a step earlier: the sound half a step later to match.
     - The sound reaches the sink audio_output_latency_ms after the page made it (Chromium's
       output buffer and the sound server's queue): that much earlier."""
-    chunk = (settings.pulse_fragment_bytes / (settings.audio_rate * 2 * 2)  # stereo s16
-             if settings.pulse_read_timestamps else 0.0)
+    chunk = settings.pulse_chunk_seconds if settings.pulse_read_timestamps else 0.0
     half_step = 0.5 / fps if fps else 0.0
     return chunk - half_step + settings.audio_output_latency_ms / 1000
 
@@ -335,9 +334,9 @@ class Capture:
         audio_stamp_shift), and writes them at the end. So the file may end that much, plus a
         frame step (frameclock), before `until`; waiting for more would delay every stop.
         Gives up early when the file stops growing."""
-        chunk = self.settings.pulse_fragment_bytes / (self.settings.audio_rate * 4)
         step = 0.0 if self.encoding.audio_only else 1 / self.encoding.fps
-        enough = until - step - 2 * chunk - self.settings.audio_output_latency_ms / 1000
+        enough = (until - step - 2 * self.settings.pulse_chunk_seconds
+                  - self.settings.audio_output_latency_ms / 1000)
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + self.settings.encoder_drain_timeout

@@ -60,6 +60,12 @@ class RecorderSettings(BaseSettings):
     # sync does not depend on the size. Sound path alone, 15 s, cores (ffmpeg + sound server):
     # 20 ms reads 0.025 + 0.026; 50 ms 0.018 + 0.023; with the keep-alive at 200 ms, 0.011 + 0.008.
     pulse_fragment_bytes: int = Field(9600, ge=256)
+
+    @property
+    def pulse_chunk_seconds(self) -> float:
+        """How much sound one pulse read holds (stereo s16 at audio_rate)."""
+        return self.pulse_fragment_bytes / (self.audio_rate * 2 * 2)
+
     # A silent loopback into the sink (see audio.PulseAudio.start).
     pulse_keepalive: bool = True
     # Stamp audio with the time ffmpeg reads it (like x11grab's frames) rather than the pulse
