@@ -46,3 +46,20 @@ async def test_a_closed_segment_is_probed_once(tmp_path: Path) -> None:
     changed = await closed_segment_facts(seg, settings)
     assert calls.read_text().count("x") == 2
     assert changed is not None and changed.streams["video"][1] == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.timeout(60)
+async def test_a_segment_holding_only_the_start_of_a_sound_packet_has_no_sound(tmp_path: Path) -> None:
+    """Its first 8 packets: PAT, PMT and the start of one AAC PES. ffprobe reads the stream as
+    mp2 at 0 Hz; packaging must not take it for sound (the mp4 writer failed on it in CI)."""
+    whole = tmp_path / "whole.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000:duration=1", "-c:a", "aac",
+                    "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(whole)],
+                   check=True, timeout=60)
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(whole.read_bytes()[:8 * 188])
+    settings = RecorderSettings()
+    whole_facts, cut_facts = await closed_segment_facts(whole, settings), await closed_segment_facts(cut, settings)
+    assert whole_facts is not None and "audio" in whole_facts.kinds
+    assert cut_facts is not None and "audio" not in cut_facts.kinds

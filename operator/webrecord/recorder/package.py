@@ -151,7 +151,7 @@ _SEAM_TOLERANCE_S = 0.25
 
 @dataclass(frozen=True)
 class SegmentFacts:
-    kinds: frozenset[str]  # codec types of its streams
+    kinds: frozenset[str]  # codec types of its streams whose parameters ffprobe found
     start: float | None  # the format's start_time (None: unreadable)
     duration: float
     # (start_time, duration) of the first stream of each codec type that states both
@@ -165,9 +165,21 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _decodable(stream: dict[str, Any]) -> bool:
+    """ffprobe found the stream's parameters. A segment cut 0.1 s after it began can hold only
+    the start of one sound packet: its stream then reads as mp2 at 0 Hz, and joining it first
+    made the mp4 writer fail ("Error initializing output stream")."""
+    if stream.get("codec_type") == "audio":
+        return (_number(stream.get("sample_rate")) or 0) > 0
+    if stream.get("codec_type") == "video":
+        return (_number(stream.get("width")) or 0) > 0
+    return True
+
+
 async def _segment_facts(path: Path, settings: RecorderSettings) -> SegmentFacts | None:
     code, out = await run_tool([settings.ffprobe_path, "-v", "error", "-show_entries",
-                                "format=start_time,duration:stream=codec_type,start_time,duration",
+                                "format=start_time,duration:"
+                                "stream=codec_type,start_time,duration,sample_rate,width",
                                 "-of", "json", str(path)], timeout=60)
     try:
         info = json.loads(out) if code == 0 else {}
@@ -178,7 +190,7 @@ async def _segment_facts(path: Path, settings: RecorderSettings) -> SegmentFacts
             start, length = _number(st.get("start_time")), _number(st.get("duration"))
             if start is not None and length is not None:
                 spans.setdefault(st.get("codec_type"), (start, length))
-        return SegmentFacts(frozenset(st.get("codec_type") for st in streams),
+        return SegmentFacts(frozenset(st.get("codec_type") for st in streams if _decodable(st)),
                             _number(fmt.get("start_time")),
                             float(fmt.get("duration") or 0), spans)
     except (ValueError, TypeError, AttributeError):
