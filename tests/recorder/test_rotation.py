@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from webrecord.api.models import Action, RecordingSpec, RecordingTask
-from webrecord.recorder.package import join_durations
+from webrecord.recorder.capture import cut_phase
+from webrecord.recorder.package import closed_segment_facts, join_durations
 from webrecord.recorder.session import Session
 from webrecord.recorder.settings import RecorderSettings
 
@@ -23,14 +24,15 @@ pytestmark = pytest.mark.browser
 ROTATE_S = 2.0
 
 
-async def record_rotating(tmp_path: Path, url: str, seconds: float,
-                          pause: bool = False) -> tuple[Session, list[tuple[Path, float]]]:
+async def record_rotating(tmp_path: Path, url: str, seconds: float, pause: bool = False,
+                          task_id: str = "rot", settings: RecorderSettings | None = None,
+                          ) -> tuple[Session, list[tuple[Path, float]]]:
     """Record `url` with ROTATE_S segments; returns the session and (segment, monotonic time)
     of every on_segment call."""
     stored: list[tuple[Path, float]] = []
-    task = RecordingTask(task_id="rot", create_time=int(time.time()),
+    task = RecordingTask(task_id=task_id, create_time=int(time.time()),
                          spec=RecordingSpec(record_url=url, width=640, height=360))
-    session = Session(task, tmp_path / "work", RecorderSettings(segment_seconds=ROTATE_S),
+    session = Session(task, tmp_path / "work", settings or RecorderSettings(segment_seconds=ROTATE_S),
                       on_segment=lambda p: stored.append((p, time.monotonic())))
     async with running(session) as run:
         await asyncio.wait_for(session.started_event.wait(), 30)
@@ -115,3 +117,36 @@ async def test_rotation_keeps_audio_and_video_together(tmp_path, page_server):
     # early onset late while the sound server warms up (seen at 0.11 s on a loaded machine)
     # does not count as a jump, and a shift of part of the onsets by >= 0.1 s still does.
     assert np.max(np.abs(close - np.median(close))) < 0.1, offsets
+
+
+def _task_with_phase(low: float, high: float) -> tuple[str, float]:
+    """A task id whose cuts fall between low and high s after each multiple of ROTATE_S."""
+    for n in range(1000):
+        phase = cut_phase(f"rot-{n}", ROTATE_S)
+        if low <= phase <= high:
+            return f"rot-{n}", phase
+    raise AssertionError("no such task id")
+
+
+async def test_each_task_cuts_its_segments_at_its_own_phase_of_the_clock(tmp_path, page_server):
+    """Recorders on one machine close (and probe, and look at) their segments at different
+    moments, not all at each multiple of segmentSeconds: three recordings cutting together on
+    2 cores lost frames in all three at once. A cut comes at the first keyframe that reaches
+    the muxer after the task's phase point."""
+    task_id, phase = _task_with_phase(0.6 * ROTATE_S / 2, 1.4 * ROTATE_S / 2)
+    keyint = 0.25
+    settings = RecorderSettings(segment_seconds=ROTATE_S, keyint_seconds=keyint)
+    session, _ = await record_rotating(tmp_path, f"{page_server}/recorder_framecode.html", 6.5,
+                                       task_id=task_id, settings=settings)
+    epoch = session.captures[0].epoch
+    segments = session.segment_paths()
+    assert len(segments) >= 3, segments
+    late = []
+    for seg in segments[1:]:
+        facts = await closed_segment_facts(seg, session.settings)
+        assert facts is not None and "video" in facts.streams, seg
+        wall = facts.streams["video"][0] + epoch
+        late.append(round((wall - phase + ROTATE_S / 2) % ROTATE_S - ROTATE_S / 2, 3))
+    # Early by up to the encoder's delay: the muxer cuts by the clock when a packet reaches
+    # it, and the packet's stamp is its grab slot (measured: 0.03-0.16 s).
+    assert all(-0.3 < x < keyint + 0.1 for x in late), (phase, late)

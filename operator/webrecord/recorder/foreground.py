@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,8 @@ async def record_foreground(args: argparse.Namespace, spec: RecordingSpec, outpu
     if args.demo:
         demo, url = await _serve_demo()
         spec = spec.model_copy(update={"record_url": url})
-    task = RecordingTask(task_id="record", spec=spec)
+    # Its own id per run: segment cuts are spread by task id (capture.cut_phase).
+    task = RecordingTask(task_id=f"record-{secrets.token_hex(4)}", spec=spec)
     session = Session(task, work_dir, settings, output=output,
                       manual_start_timeout=args.manual_start_timeout)
     server = None

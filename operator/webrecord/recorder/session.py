@@ -24,7 +24,7 @@ from webrecord.egress.proxy import EgressProxy
 from webrecord.logs import event, now
 from webrecord.recorder.audio import PulseAudio
 from webrecord.recorder.browser import Browser
-from webrecord.recorder.capture import Capture
+from webrecord.recorder.capture import Capture, cut_phase
 from webrecord.recorder.display import Display
 from webrecord.recorder.encoding import encoding_for
 from webrecord.recorder.idle import IdleWatch
@@ -363,6 +363,8 @@ class Session:
         self._crash(what, self.browser.launches if self.browser else 0)
 
     async def _start_recording(self) -> None:
+        if self.stage is not None:
+            await self.stage.priority.restore()  # the page and its capture at full weight
         if self._start_paused:
             self._paused_since = time.monotonic()
             self._update(status=Phase.PAUSED, start_time=self.status.start_time or now(),
@@ -380,7 +382,8 @@ class Session:
         index = self.captures[-1].next_index if self.captures else self.stored.next_index
         capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
                           self._browser_env(), self.seg_dir, index, self._epoch(),
-                          on_closed=self._segment_closed, encoding=self.encoding)
+                          on_closed=self._segment_closed, encoding=self.encoding,
+                          phase=cut_phase(self.task.task_id, self.settings.segment_seconds))
         await capture.start()
         self.captures.append(capture)
         self.current = capture

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from webrecord.logs import event
 from webrecord.recorder.audio import PulseAudio
 from webrecord.recorder.browser import Browser
 from webrecord.recorder.display import Display
+from webrecord.recorder.priority import StartupPriority
 from webrecord.recorder.settings import RecorderSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class Stage:
         self.audio: PulseAudio | None = None
         self.egress: EgressProxy | None = None  # every Chromium connection goes through it
         self.browser: Browser | None = None
+        # Low CPU weight until the capture starts (Session restores it).
+        self.priority = StartupPriority(settings.startup_nice)
 
     def env(self) -> dict[str, str]:
         """Chromium's and ffmpeg's environment: the display and the sound server, nothing of
@@ -49,10 +53,12 @@ class Stage:
     async def start(self, on_hook: Callable[[str], Any] = _ignore,
                     on_crash: Callable[[str], None] = _ignore) -> None:
         """Start every part; on failure what was started is stopped again (RecorderError)."""
+        self.priority.lower(os.getpid())  # with Playwright's driver, in our session
         try:
             self.display = Display(self.width, self.height, self.settings, self.log_dir)
             self.audio = PulseAudio(self.settings, self.log_dir)
             await asyncio.gather(self.display.start(), self.audio.start())
+            self.priority.lower_new()
             if self.egress_settings.enabled:
                 self.egress = EgressProxy(EgressPolicy(self.egress_settings))
                 await self.egress.start()
@@ -61,7 +67,8 @@ class Stage:
                 on_hook=on_hook, on_crash=on_crash,
                 proxy=self.egress.url if self.egress is not None else None)
             # The sound server's first record stream is slow to open: paid while Chromium starts.
-            await asyncio.gather(self.browser.open(), self.audio.warm_up())
+            async with self.priority.watching():
+                await asyncio.gather(self.browser.open(), self.audio.warm_up())
         except BaseException:
             await self.close()
             raise

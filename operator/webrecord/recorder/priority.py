@@ -1,0 +1,122 @@
+"""A starting recorder yields the CPU to recordings that already capture.
+
+A cold start costs 2-3 CPU s (Python and Playwright's driver, Chromium, the first page load)
+within 2-3 s. On a small machine that burst came out of the recordings already capturing: the
+first of three 720p30 recordings started together on 2 cores lost up to 5% of its frames in
+its first seconds, while the other two were still starting.
+
+Linux schedules by autogroup (one per session, `sched_autogroup_enabled`) on hosts without
+systemd's per-service cgroups: a per-process nice then only orders threads inside their own
+session. Each child of a recorder is a session of its own (procs.spawn), and so is the recorder
+itself when started by `record`, the local backend or a standby slot; their weight is set with
+/proc/PID/autogroup, which any process may lower for its own groups. Raising it back to 0 is
+allowed too (only a negative nice needs CAP_SYS_NICE).
+
+Where there are no autogroups (systemd slices, a pod's cgroup) this does nothing: there the
+cgroup's CPU weight decides, and a pod has the node to itself as far as its requests go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psutil
+
+from webrecord.logs import event
+
+log = logging.getLogger(__name__)
+
+AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
+# Without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms, machine-wide.
+_RETRIES, _RETRY_WAIT = 10, 0.1
+
+
+def autogroups_in_use() -> bool:
+    try:
+        return AUTOGROUP_SWITCH.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def _is_session_leader(pid: int) -> bool:
+    """Only a session leader's autogroup is its own: writing another's would also move its
+    parent's session (for a recorder run from a shell: the user's shell)."""
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
+        return False
+
+
+def _write_nice(pid: int, nice: int) -> int:
+    """0, or the errno of the failed write."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        return 0
+    except OSError as exc:
+        return exc.errno or errno.EIO
+
+
+class StartupPriority:
+    """The session groups of one recorder's start, held at `nice` until restore()."""
+
+    def __init__(self, nice: int) -> None:
+        self.nice = nice if nice > 0 and autogroups_in_use() else 0
+        self.lowered: list[int] = []
+
+    def lower(self, pid: int) -> None:
+        """Hold pid's session at the start-up nice (a no-op for one that is not a leader)."""
+        if not self.nice or pid in self.lowered or not _is_session_leader(pid):
+            return
+        if _write_nice(pid, self.nice) == 0:
+            self.lowered.append(pid)
+
+    def lower_new(self, root: int | None = None) -> None:
+        """Every session below root (default: this process) not held yet: Chromium makes its
+        own session when Playwright starts it."""
+        try:
+            children = psutil.Process(root or os.getpid()).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            self.lower(child.pid)
+
+    @contextlib.asynccontextmanager
+    async def watching(self, every: float = 0.02) -> AsyncIterator[None]:
+        """lower_new() every `every` s while the body runs: a browser is caught within its
+        first moments instead of after its whole start."""
+        if not self.nice:
+            yield
+            return
+
+        async def watch() -> None:
+            while True:
+                self.lower_new()
+                await asyncio.sleep(every)
+
+        task = asyncio.get_running_loop().create_task(watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.lower_new()
+
+    async def restore(self) -> None:
+        """Every held session back to nice 0 (the capture runs from now on)."""
+        held, self.lowered = self.lowered, []
+        for pid in held:
+            for _ in range(_RETRIES):
+                failed = _write_nice(pid, 0)
+                if failed != errno.EAGAIN:
+                    break
+                await asyncio.sleep(_RETRY_WAIT)
+            if failed not in (0, errno.ENOENT, errno.ESRCH):
+                event(log, "start-up priority not restored", logging.WARNING, pid=pid,
+                      error=os.strerror(failed))
