@@ -3,6 +3,7 @@ PulseAudio and Chromium; the kernel's own autogroup files)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -11,10 +12,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from webrecord.api.models import Action, RecordingSpec, RecordingTask
 from webrecord.egress.policy import EgressSettings
+from webrecord.recorder.session import Session
 from webrecord.recorder.priority import StartupPriority, autogroups_in_use
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
+
+from .test_session import running, wait_for
 
 
 def group_nice(pid: int) -> tuple[str, int]:
@@ -69,3 +74,32 @@ async def test_a_stage_starts_at_low_weight_and_gets_it_back_for_the_capture(tmp
         assert stage.priority.lowered == []
     finally:
         await stage.close()
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(90)
+async def test_a_claimed_standby_stage_gets_its_weight_back_before_the_page_loads(tmp_path,
+                                                                                  page_server):
+    """A standby slot starts (and idles) at the low weight: background work of the pool. Once a
+    task claims it, its start is that task's: back to full weight before the RecordURL loads
+    (checked while a ManualStart page waits, before any capture)."""
+    (tmp_path / "logs").mkdir()
+    settings = RecorderSettings(startup_nice=7, segment_seconds=3600)
+    stage = Stage(settings, EgressSettings(allow_loopback=True), 640, 360, tmp_path / "logs",
+                  tmp_path / "profile")
+    await stage.start()
+    held = list(stage.priority.lowered)
+    task = RecordingTask(task_id="claimed", spec=RecordingSpec(
+        record_url=f"{page_server}/recorder_hooks.html", width=640, height=360,
+        manual_start=True, max_duration_limit=20))
+    session = Session(task, tmp_path / "work", settings, stage=stage,
+                      egress=EgressSettings(allow_loopback=True))
+    async with running(session) as run:
+        await wait_for(lambda: "startRecord" in (session.status.message or ""))
+        assert session.captures == []
+        if autogroups_in_use():
+            alive = [pid for pid in held if psutil.pid_exists(pid)]  # not the sound probe
+            assert len(alive) >= 3 and all(group_nice(pid)[1] == 0 for pid in alive), held
+        assert stage.priority.lowered == []
+        await session.control(Action.STOP)
+        await asyncio.wait_for(run, 60)

@@ -329,6 +329,8 @@ class Session:
             await self.stage.start(self._hook, self._browser_gone)
         else:  # a standby slot's stage: its events are this task's from now on
             assert self.stage.browser is not None
+            # Claimed: its start is a task's now, no longer background work of the pool.
+            await self.stage.priority.restore()
             self.stage.browser.on_hook, self.stage.browser.on_crash = self._hook, self._browser_gone
             await self.stage.resize(self.spec.width, self.spec.height)
         assert self.browser is not None
