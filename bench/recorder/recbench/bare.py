@@ -131,9 +131,13 @@ def from_captured_ffmpeg(argv: list[str], display: str, out: Path) -> list[str]:
     return single_file(argv)
 
 
-# The segment muxer's own options: the baseline writes one file with the inner format.
-_SEGMENT_OPTS = {"-segment_time", "-segment_atclocktime", "-segment_start_number",
-                 "-reset_timestamps", "-segment_list", "-segment_list_type"}
+# The segment muxer's own options (each takes a value), dropped: the baseline writes one
+# file with the inner format. Every -segment_* one, and these.
+_SEGMENT_OPTS = {"-reset_timestamps"}
+
+
+def _segment_option(arg: str) -> bool:
+    return arg.startswith("-segment_") or arg in _SEGMENT_OPTS
 
 
 def single_file(argv: list[str]) -> list[str]:
@@ -146,7 +150,7 @@ def single_file(argv: list[str]) -> list[str]:
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in _SEGMENT_OPTS or a == "-segment_format":
+        if _segment_option(a):
             i += 2
             continue
         if a == "-f" and i + 1 < len(argv) and argv[i + 1] == "segment":

@@ -37,13 +37,13 @@ class RecorderSettings(BaseSettings):
     # cores, min fidelity 94.7/93.8% with one thread vs 92.6/80.1% with x264's choice (two
     # runs each, same session). Above large_frame_pixels one thread is too slow: x264's choice.
     x264_threads: int = Field(1, ge=0, le=64)
+    x264_threads_large: int = Field(0, ge=0, le=64)
+    large_frame_pixels: int = Field(1920 * 1080, ge=1)
+    large_frame_fps: int = Field(15, ge=1, le=60)
     # Autogroup nice of a recorder's sessions (itself and Playwright's driver, Xvfb, PulseAudio,
     # Chromium) from its start until its capture begins, so a start does not take the CPU from
     # recordings already capturing on the machine (recorder/priority.py); 0 = off.
     startup_nice: int = Field(10, ge=0, le=19)
-    x264_threads_large: int = Field(0, ge=0, le=64)
-    large_frame_pixels: int = Field(1920 * 1080, ge=1)
-    large_frame_fps: int = Field(15, ge=1, le=60)
 
     def fps_for(self, width: int, height: int) -> int:
         """The frame rate a page of this size is captured at: above ~1080p neither grabbing
