@@ -54,6 +54,20 @@ def marked_processes(mark: str) -> list[tuple[int, str]]:
     return sorted((pid, comms.get(pid, "?")) for pid in found)
 
 
+def chromium_browser_pids() -> list[int]:
+    """Chromium's browser processes below this one (Playwright starts each in its own session;
+    its zygotes, renderers and GPU process stay in that session)."""
+    import psutil
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.name() == "chromium" and os.getsid(proc.pid) == proc.pid:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[str]:
     """Mark everything this test starts; afterwards nothing marked may still run."""

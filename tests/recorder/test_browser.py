@@ -10,6 +10,8 @@ from webrecord.recorder.browser import BASE_ARGS, DISABLED_FEATURES, Browser
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
 
+from .conftest import chromium_browser_pids
+
 def _renderer_flags(browser_pid: int) -> list[list[str]]:
     """The command line of every renderer under the browser process."""
     found = []
@@ -38,10 +40,9 @@ async def test_chromium_preloads_no_browser_ui_pages(tmp_path):
         cdp = await stage.browser.context.new_cdp_session(stage.browser.page)
         targets = (await cdp.send("Target.getTargets"))["targetInfos"]
         assert [t["type"] for t in targets] == ["page"], targets
-        browser = next(p for p in psutil.Process().children(recursive=True)
-                       if p.name() == "chromium" and not any(a.startswith("--type=")
-                                                            for a in p.cmdline()))
-        renderers = _renderer_flags(browser.pid)
+        browsers = chromium_browser_pids()
+        assert len(browsers) == 1, browsers
+        renderers = _renderer_flags(browsers[0])
         assert renderers, "no renderer found under Chromium"
         assert not [r for r in renderers if "--top-chrome-webui" in r], renderers
     finally:

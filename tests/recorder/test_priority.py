@@ -4,7 +4,6 @@ PulseAudio and Chromium; the kernel's own autogroup files)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from webrecord.recorder.priority import StartupPriority, autogroups_in_use
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
 
+from .conftest import chromium_browser_pids
 from .test_session import running, wait_for
 
 
@@ -56,8 +56,7 @@ async def test_a_stage_starts_at_low_weight_and_gets_it_back_for_the_capture(tmp
         await stage.start()
         assert stage.display is not None and stage.audio is not None
         assert stage.display.proc is not None and stage.audio.proc is not None
-        chromium = [p.pid for p in psutil.Process().children(recursive=True)
-                    if p.name() == "chromium" and os.getsid(p.pid) == p.pid]
+        chromium = chromium_browser_pids()
         assert len(chromium) == 1, chromium
         parts = {"Xvfb": stage.display.proc.pid, "PulseAudio": stage.audio.proc.pid,
                  "Chromium": chromium[0]}

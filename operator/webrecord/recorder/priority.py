@@ -26,9 +26,8 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import psutil
-
 from webrecord.logs import event
+from webrecord.recorder.procs import descendants
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,7 @@ class StartupPriority:
     def lower_new(self, root: int | None = None) -> None:
         """Every session below root (default: this process) not held yet: Chromium makes its
         own session when Playwright starts it."""
-        try:
-            children = psutil.Process(root or os.getpid()).children(recursive=True)
-        except psutil.Error:
-            return
-        for child in children:
+        for child in descendants(root or os.getpid()):
             self.lower(child.pid)
 
     @contextlib.asynccontextmanager
