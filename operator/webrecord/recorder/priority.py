@@ -32,15 +32,43 @@ from webrecord.recorder.procs import descendants
 log = logging.getLogger(__name__)
 
 AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
+OWN_CGROUPS = Path("/proc/self/cgroup")
+CGROUP2_ROOT_SUBTREE = Path("/sys/fs/cgroup/cgroup.subtree_control")
 # Without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms, machine-wide.
 _RETRIES, _RETRY_WAIT = 10, 0.1
 
 
 def autogroups_in_use() -> bool:
+    """The switch is on and this process sits in the root CPU cgroup: the kernel bypasses
+    autogroups for a task in any other (a pod, a systemd slice with CPU accounting)."""
     try:
-        return AUTOGROUP_SWITCH.read_text().strip() == "1"
+        return (AUTOGROUP_SWITCH.read_text().strip() == "1"
+                and in_root_cpu_cgroup(OWN_CGROUPS.read_text(), _cgroup2_root_subtree()))
     except OSError:
         return False
+
+
+def _cgroup2_root_subtree() -> str:
+    try:
+        return CGROUP2_ROOT_SUBTREE.read_text()
+    except OSError:
+        return ""
+
+
+def in_root_cpu_cgroup(cgroups: str, cgroup2_root_subtree: str) -> bool:
+    """From /proc/PID/cgroup ("ID:CONTROLLERS:PATH" lines): a cgroup v1 hierarchy that holds
+    "cpu" decides by its path; with cgroup v2 alone, a path below the root counts only if the
+    root hands the cpu controller down to it."""
+    unified_path = None
+    for line in cgroups.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path == "/"
+        if controllers == "":
+            unified_path = path
+    if unified_path is None or unified_path == "/":
+        return True
+    return "cpu" not in cgroup2_root_subtree.split()
 
 
 def _is_session_leader(pid: int) -> bool:
