@@ -6,11 +6,20 @@ import psutil
 import pytest
 
 from webrecord.egress.policy import EgressSettings
-from webrecord.recorder.browser import BASE_ARGS, DISABLED_FEATURES, Browser
+from webrecord.recorder.browser import BASE_ARGS, DISABLED_FEATURES, ENABLED_FEATURES, Browser
 from webrecord.recorder.settings import RecorderSettings
 from webrecord.recorder.stage import Stage
 
 from .conftest import chromium_browser_pids
+
+def assert_last_feature_lists_hold_every_earlier_one(argv: list[str]) -> None:
+    """Chromium reads only the last --disable-features and --enable-features. Playwright puts
+    its own lists before ours: a feature a later Playwright adds and ours lack shows up here."""
+    for flag in ("--disable-features=", "--enable-features="):
+        lists = [set(a.removeprefix(flag).split(",")) for a in argv if a.startswith(flag)]
+        assert lists, (flag, argv)
+        assert not set().union(*lists[:-1]) - lists[-1], f"Playwright's {flag} is not in ours"
+
 
 def _renderer_flags(browser_pid: int) -> list[list[str]]:
     """The command line of every renderer under the browser process."""
@@ -45,6 +54,7 @@ async def test_chromium_preloads_no_browser_ui_pages(tmp_path):
         renderers = _renderer_flags(browsers[0])
         assert renderers, "no renderer found under Chromium"
         assert not [r for r in renderers if "--top-chrome-webui" in r], renderers
+        assert_last_feature_lists_hold_every_earlier_one(psutil.Process(browsers[0]).cmdline())
     finally:
         await stage.close()
 
@@ -60,6 +70,7 @@ def test_a_feature_list_in_the_settings_adds_to_ours_instead_of_replacing_it(tmp
     assert len(disabled) == 1
     names = disabled[0].split("=", 1)[1].split(",")
     assert names == [*DISABLED_FEATURES, "Mine"]
-    assert [a for a in args if a.startswith("--enable-features=")] == ["--enable-features=Theirs"]
+    assert [a for a in args if a.startswith("--enable-features=")] == [
+        "--enable-features=" + ",".join([*ENABLED_FEATURES, "Theirs"])]
     assert "--lang=de" in args and args.index(disabled[0]) == BASE_ARGS.index(
         "--disable-features=" + ",".join(DISABLED_FEATURES))

@@ -39,12 +39,18 @@ DISABLED_FEATURES = [
     "WebUIOmniboxPopup", "WebUIOmniboxAimPopup",
     # Model and hint downloads (optimizationguide-pa.googleapis.com, refused by the egress proxy).
     "OptimizationHints", "OptimizationGuideModelDownloading", "OptimizationHintsFetching",
-    # Playwright's: HTTP stays HTTP, no start-up requests to Google, no paint holding.
+    # Playwright's (chromiumSwitches.ts, 1.65): HTTP stays HTTP, no start-up requests to
+    # Google, no paint holding; the Windows and Edge ones ride along so the test that compares
+    # the two lists on a real launch stays exact.
     "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
     "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "PaintHolding",
     "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
-    "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+    "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch", "TcpPortRandomizationWin",
+    "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
 ]
+# Playwright's enabled list, repeated for the same reason: an --enable-features in
+# WEBRECORD_CHROMIUM_ARGS is merged into this one instead of replacing Playwright's.
+ENABLED_FEATURES = ["CDPScreenshotNewSurface", "SkipListAccountsWithoutGaiaCookies"]
 
 # The network is closed and the window must show only the page: no first-run UI, no update or
 # sync traffic, no infobars, no crash bubbles, autoplay with sound allowed.
@@ -63,6 +69,7 @@ BASE_ARGS = [
     "--noerrdialogs",
     "--disable-session-crashed-bubble",
     "--disable-features=" + ",".join(DISABLED_FEATURES),
+    "--enable-features=" + ",".join(ENABLED_FEATURES),
     "--disable-dev-shm-usage",
     "--password-store=basic",
     "--test-type",  # hides the "unsupported command-line flag" infobar of --no-sandbox
