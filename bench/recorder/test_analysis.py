@@ -6,9 +6,11 @@ Run: python3 -m pytest bench/recorder/test_analysis.py  (tests/bench/ runs these
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +243,24 @@ def test_tree_sampler_counts_children_and_orphans() -> None:
     # Sampling misses at most the last interval of each of the 3 processes.
     assert result["sampled"] == pytest.approx(result["truth"], abs=0.2 + 0.1 * result["truth"])
     assert result["seen"] >= 3
+
+
+def test_samplers_running_together_share_one_walk_of_proc(monkeypatch) -> None:
+    """Three recordings at once are measured by three samplers: one walk of /proc per tick
+    for all of them, so the harness takes a third of the CPU from the machine it measures."""
+    walks = []
+    real = proctree.snapshot
+    monkeypatch.setattr(proctree, "snapshot", lambda: walks.append(1) or real())
+    samplers = [proctree.TreeSampler(os.getpid(), interval=0.1) for _ in range(3)]
+    for sampler in samplers:
+        sampler.start()
+    time.sleep(1.0)
+    for sampler in samplers:
+        sampler.stop()
+    ticks = [len(sampler.samples) for sampler in samplers]
+    assert all(n >= 8 for n in ticks), ticks  # each still samples every interval
+    # start() and stop() take their own walk (exact ends); the ~10 ticks between are shared.
+    assert len(walks) <= 6 + 13, (len(walks), ticks)
 
 
 # ---------------------------------------------------------------------------- baseline command
