@@ -48,6 +48,7 @@ def nice_of(pid: int) -> int:
     ("2:cpuacct:/\n1:cpu:/\n0::/\n", "", True),                       # v1, root
     ("4:memory:/x\n1:cpu,cpuacct:/\n", "", True),                     # v1, only memory nested
     ("1:cpu,cpuacct:/kubepods/pod1\n0::/\n", "", False),              # v1, a pod
+    ("garbage\n1:cpu:/\n", "", True),                                  # a line it cannot read
 ])
 def test_autogroups_count_only_in_the_root_cpu_cgroup(cgroups, root_subtree, expected):
     assert in_root_cpu_cgroup(cgroups, root_subtree) is expected

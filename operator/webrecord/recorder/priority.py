@@ -61,7 +61,10 @@ def in_root_cpu_cgroup(cgroups: str, cgroup2_root_subtree: str) -> bool:
     root hands the cpu controller down to it."""
     unified_path = None
     for line in cgroups.splitlines():
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
         if "cpu" in controllers.split(","):
             return path == "/"
         if controllers == "":
