@@ -12,6 +12,7 @@ from webrecord.recorder.stage import Stage
 
 from .conftest import chromium_browser_pids
 
+
 def assert_last_feature_lists_hold_every_earlier_one(argv: list[str]) -> None:
     """Chromium reads only the last --disable-features and --enable-features. Playwright puts
     its own lists before ours: a feature a later Playwright adds and ours lack shows up here."""
