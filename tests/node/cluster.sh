@@ -70,11 +70,37 @@ running() {
 # start NAME ARGV...: in its own session (a Ctrl-C to the test run does not reach it: `down`
 # stops it in order), output to logs/NAME.log, without our lock's descriptor (7).
 start() {
-  local name=$1
+  local name=$1 pid i
   shift
   running "$name" && return 0
   setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1 7>&- &
-  echo $! >"$RUN/$name.pid"
+  pid=$!
+  echo "$pid" >"$RUN/$name.pid"
+  # Until the fork has exec'd, /proc shows our own command line and `running` would call the
+  # component gone: wait (briefly) for the exec, or for its end.
+  for ((i = 0; i < 100; i++)); do
+    if running "$name" || ! pid_alive "$pid"; then return 0; fi
+    sleep 0.05
+  done
+}
+
+# exit_report NAME: how NAME ended (its exit status: it is our child) and the end of its log.
+exit_report() {
+  local name=$1 pid status=0
+  pid=$(pid_of "$name")
+  if [ -n "$pid" ] && ! pid_alive "$pid"; then
+    wait "$pid" 2>/dev/null || status=$?
+    if [ "$status" -gt 128 ] && [ "$status" != 255 ]; then
+      log "$name (pid $pid) was killed by SIG$(kill -l $((status - 128)))"
+    elif [ "$status" != 127 ]; then
+      log "$name (pid $pid) exited with status $status"
+    fi
+  fi
+  if [ -s "$LOGS/$name.log" ]; then
+    tail -n 30 "$LOGS/$name.log" >&2
+  else
+    log "$name wrote nothing to $LOGS/$name.log"
+  fi
 }
 
 # stop NAME [GRACE]: SIGTERM, SIGKILL after GRACE seconds.
@@ -104,7 +130,16 @@ wait_for() {
   deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
     if [ -n "$component" ] && ! running "$component"; then
-      tail -n 30 "$LOGS/$component.log" >&2 || true
+      exit_report "$component"
+      # A real node's kubelet runs under systemd with Restart=always: so does ours, while up
+      # waits on it (its earlier logs kept as kubelet.log.N).
+      if [ "$component" = kubelet ] && [ "$KUBELET_RESTARTS" -lt "$KUBELET_RESTARTS_MAX" ]; then
+        KUBELET_RESTARTS=$((KUBELET_RESTARTS + 1))
+        mv "$LOGS/kubelet.log" "$LOGS/kubelet.log.$KUBELET_RESTARTS"
+        log "kubelet exited while waiting for $what: restart $KUBELET_RESTARTS of $KUBELET_RESTARTS_MAX"
+        start_kubelet
+        continue
+      fi
       die "$component exited while waiting for $what"
     fi
     if [ $SECONDS -ge $deadline ]; then
@@ -332,6 +367,14 @@ import_images() {
 
 # ---- up ---------------------------------------------------------------------------------------
 
+KUBELET_RESTARTS=0
+KUBELET_RESTARTS_MAX=2
+
+start_kubelet() {
+  start kubelet "$D/bin/kubelet" --config="$D/kubelet.yaml" --kubeconfig="$D/kubelet.kubeconfig" \
+    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$D/kubelet" --v=1
+}
+
 # Owners file: "PID STARTTIME" per owning process (the start time tells a reused PID apart), or
 # "manual" for an `up` from a shell, which only a plain `down` ends.
 owner_alive() {
@@ -437,8 +480,7 @@ up() {
   start kube-scheduler "$D/bin/kube-scheduler" --kubeconfig="$D/scheduler.kubeconfig" \
     --authentication-kubeconfig="$D/scheduler.kubeconfig" --authorization-kubeconfig="$D/scheduler.kubeconfig" \
     --leader-elect=false --bind-address=127.0.0.1 --v=1
-  start kubelet "$D/bin/kubelet" --config="$D/kubelet.yaml" --kubeconfig="$D/kubelet.kubeconfig" \
-    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$D/kubelet" --v=1
+  start_kubelet
   start kube-proxy "$D/bin/kube-proxy" --config="$D/kube-proxy.yaml" --v=1
   wait_for "node $NODE_NAME Ready" 120 kubelet \
     kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
