@@ -135,7 +135,7 @@ wait_for() {
       # waits on it (its earlier logs kept as kubelet.log.N).
       if [ "$component" = kubelet ] && [ "$KUBELET_RESTARTS" -lt "$KUBELET_RESTARTS_MAX" ]; then
         KUBELET_RESTARTS=$((KUBELET_RESTARTS + 1))
-        mv "$LOGS/kubelet.log" "$LOGS/kubelet.log.$KUBELET_RESTARTS"
+        mv "$LOGS/kubelet.log" "$LOGS/kubelet.log.$KUBELET_RESTARTS" 2>/dev/null || true
         log "kubelet exited while waiting for $what: restart $KUBELET_RESTARTS of $KUBELET_RESTARTS_MAX"
         start_kubelet
         continue
