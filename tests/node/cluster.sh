@@ -64,7 +64,7 @@ pid_alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cu
 running() {
   local pid
   pid=$(pid_of "$1")
-  [ -n "$pid" ] && pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"
+  [ -n "$pid" ] && pid_alive "$pid" && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "$1"
 }
 
 # start NAME ARGV...: in its own session (a Ctrl-C to the test run does not reach it: `down`
@@ -590,6 +590,10 @@ status() {
 }
 
 usage() { sed -n '6,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+# Sourced (tests/node/test_cluster_script.py): the functions only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
 
 cmd=${1:-}
 shift || true
