@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from recorder.media import decode_errors
+
 
 def describe(client: Any, task_id: str, key: str | None = None) -> dict:
     """Describe reply body of a task (asserting HTTP 200)."""
@@ -52,17 +54,7 @@ def play(path: Path) -> int:
         capture_output=True, text=True, timeout=120, check=True,
     )
     stream = json.loads(out.stdout)["streams"][0]
-    decode = subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, text=True, timeout=120,
-    )
-    # Decoder errors fail; the null muxer's note about a repeated DTS at a segment join (the
-    # recorder concatenates segments without re-encoding) is not a playback problem.
-    problems = [
-        line for line in decode.stderr.splitlines()
-        if line.strip() and "non monotonically increasing dts" not in line
-    ]
-    assert decode.returncode == 0 and not problems, decode.stderr
+    assert not (errors := decode_errors(path)), errors
     return int(stream["nb_read_frames"])
 
 

@@ -21,6 +21,18 @@ def probe(path: Path) -> dict:
             "video": streams.get("video"), "audio": streams.get("audio")}
 
 
+def decode_errors(path: Path, timeout: float = 120) -> str:
+    """What ffmpeg says while decoding every frame (what a player does); empty when clean.
+    Frames keep the file's time base: by default ffmpeg 5.1 hands the null muxer timestamps in
+    1/fps ticks, and two neighbours that sit half a tick off that grid (video starting 0.05 s
+    after the audio, an 11 us step at a segment join) round to one tick and are reported as
+    non-increasing DTS, though the file's own timestamps increase."""
+    done = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path),
+                           "-enc_time_base:v", "-1", "-f", "null", "-"],
+                          capture_output=True, text=True, timeout=timeout)
+    return done.stderr.strip() if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()}"
+
+
 def stream_ends(path: Path) -> dict[str, float]:
     """Where each stream ends (start + duration, seconds), by codec type."""
     out = subprocess.run(
