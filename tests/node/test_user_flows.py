@@ -23,6 +23,7 @@ import pytest
 
 from node.flows import APP_KEY, BUCKET, Release, dump_namespace, s3_client
 from opkit import recording, wait_for
+from recorder.media import decode_errors
 from webrecord.adapter.auth import sign_headers
 from webrecord.delivery.callback import verify_signature
 
@@ -54,9 +55,7 @@ def probe(path: Path) -> dict[str, Any]:
     """Duration and streams as a player sees them, after decoding every frame without error."""
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type",
                           "-of", "json", str(path)], capture_output=True, text=True, timeout=60, check=True)
-    decode = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-f", "null", "-"],
-                            capture_output=True, text=True, timeout=120)
-    assert decode.returncode == 0, decode.stderr
+    assert not (errors := decode_errors(path)), errors
     info = json.loads(out.stdout)
     return {"duration": float(info["format"]["duration"]),
             "streams": sorted(s["codec_type"] for s in info["streams"])}
