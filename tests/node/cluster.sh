@@ -122,6 +122,10 @@ stop() {
   rm -f "$RUN/$name.pid"
 }
 
+# Kubelet restarts wait_for has made, and how many it may make.
+KUBELET_RESTARTS=0
+KUBELET_RESTARTS_MAX=2
+
 # wait_for WHAT SECONDS COMPONENT CMD...: until CMD succeeds; fails early (with the component's
 # log) if the component exits.
 wait_for() {
@@ -367,9 +371,6 @@ import_images() {
 
 # ---- up ---------------------------------------------------------------------------------------
 
-KUBELET_RESTARTS=0
-KUBELET_RESTARTS_MAX=2
-
 start_kubelet() {
   start kubelet "$D/bin/kubelet" --config="$D/kubelet.yaml" --kubeconfig="$D/kubelet.kubeconfig" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --root-dir="$D/kubelet" --v=1
@@ -593,7 +594,6 @@ usage() { sed -n '6,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # Sourced (tests/node/test_cluster_script.py): the functions only.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
-
 
 cmd=${1:-}
 shift || true
