@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(chromium xvfb pulseaudio ffmpeg fonts-noto-cjk fonts-liberation fonts-noto-color-emoji x11-utils)
+APT_PACKAGES=(chromium xvfb xserver-xorg-core xserver-xorg-video-dummy pulseaudio ffmpeg fonts-noto-cjk fonts-liberation fonts-noto-color-emoji x11-utils)
 # The node tests: a Docker engine to build the recorder image, debootstrap for its base image,
 # containerd and CNI plugins for the one-node cluster.
 if [ "${1:-}" = "--test" ]; then

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,8 @@ def cut_phase(task_id: str, period: float) -> float:
 
 def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: int,
                 seg_dir: Path, first_index: int, epoch: float,
-                enc: Encoding | None = None, phase: float = 0.0) -> list[str]:
+                enc: Encoding | None = None, phase: float = 0.0,
+                grab_fd: int | None = None) -> list[str]:
     """Both grabbers stamp packets with the wall clock. ffmpeg would shift each input to start
     at zero on its own, which puts the audio early by however long the pulse input took to
     deliver its first packet; -copyts keeps the common clock and -itsoffset -epoch makes the
@@ -78,7 +80,10 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
 
     Segments are cut when the wall clock passes a multiple of `segment_seconds`, plus `phase`
     (at the next keyframe): the muxer's own timer counts from timestamp 0, which -copyts moved
-    away."""
+    away.
+
+    grab_fd: the picture comes from the frame-locked grabber (framegrab) through this pipe,
+    already stamped on the epoch's clock, instead of x11grab."""
     enc = enc or encoding_for(settings, width=width, height=height)  # the task's, else defaults
     fps = enc.fps
     video_fps = None if enc.audio_only else fps
@@ -99,7 +104,13 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         # (the recorder's metrics; see Capture._progress).
         "-progress", "pipe:1", "-stats_period", "1",
     ]
-    if not enc.audio_only:  # audio only: no display capture at all
+    if not enc.audio_only and grab_fd is not None:
+        argv += [
+            # /dev/fd/N, not pipe:N: an input named pipe: turns off 'q' on stdin (our stop).
+            "-thread_queue_size", str(video_queue), "-probesize", "32", "-analyzeduration", "0",
+            "-f", "matroska", "-i", f"/dev/fd/{grab_fd}",
+        ]
+    elif not enc.audio_only:  # audio only: no display capture at all
         argv += [
             # No probing: x11grab states its format; probing would hold up the start by ~20
             # frames, which then land in the file before we count the segment as started.
@@ -118,12 +129,13 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
     if not enc.audio_only:
-        filters = video_clock_filters(fps)
+        # The grabber's frames are stamped as grabbed, one per period: no clock to mend.
+        filters = video_clock_filters(fps) if grab_fd is None else []
         if width % 2 or height % 2:
             # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
             filters.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
         argv += [
-            "-vf", ",".join(filters),
+            *(["-vf", ",".join(filters)] if filters else []),
             # The stamps as made (frameclock), in microseconds: the default time base of 1/fps
             # would round them onto ffmpeg's own grid again.
             "-fps_mode:v", "passthrough", "-enc_time_base:v", "1:1000000",
@@ -161,8 +173,11 @@ class Capture:
     def __init__(self, settings: RecorderSettings, display: str, width: int, height: int,
                  env: dict[str, str], seg_dir: Path, index: int, epoch: float,
                  on_closed: Callable[[Path], None] | None = None,
-                 encoding: Encoding | None = None, phase: float = 0.0) -> None:
+                 encoding: Encoding | None = None, phase: float = 0.0,
+                 frame_locked: bool = False) -> None:
         self.settings = settings
+        # The display refreshes at the capture's rate: the picture comes from framegrab.
+        self.frame_locked = frame_locked
         self.phase = phase  # cut_phase of the task
         self.encoding = encoding or encoding_for(settings, width=width, height=height)
         self.display = display
@@ -175,6 +190,7 @@ class Capture:
         self.index = index
         self.on_closed = on_closed
         self.proc: asyncio.subprocess.Process | None = None
+        self.grabber: asyncio.subprocess.Process | None = None
         self.started = 0.0  # monotonic
         self.ended: float | None = None
         self.stopping = False
@@ -191,11 +207,18 @@ class Capture:
         return self.index + max(1, len(self.paths))
 
     async def start(self) -> None:
+        grab_fd = await self._start_grabber() if self.frame_locked and not self.encoding.audio_only else None
         argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.seg_dir,
-                           self.index, epoch=self.epoch, enc=self.encoding, phase=self.phase)
-        self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
-                                      stdout=asyncio.subprocess.PIPE,
-                                      stderr=asyncio.subprocess.PIPE)
+                           self.index, epoch=self.epoch, enc=self.encoding, phase=self.phase,
+                           grab_fd=grab_fd)
+        try:
+            self.proc = await procs.spawn(argv, env=self.env, stdin=asyncio.subprocess.PIPE,
+                                          stdout=asyncio.subprocess.PIPE,
+                                          stderr=asyncio.subprocess.PIPE,
+                                          pass_fds=() if grab_fd is None else (grab_fd,))
+        finally:
+            if grab_fd is not None:
+                os.close(grab_fd)  # ffmpeg holds it now: when ffmpeg ends, the grabber does
         self.spawned = self.started = time.monotonic()
         self.spawn_wall = time.time()
         loop = asyncio.get_running_loop()
@@ -204,6 +227,22 @@ class Capture:
         loop.create_task(self._watch())
         loop.create_task(self._progress())
         event(log, "segment started", index=self.index, path=str(self.path), pid=self.proc.pid)
+
+    async def _start_grabber(self) -> int:
+        """Start framegrab writing into a pipe; the pipe's read end, for ffmpeg."""
+        read_fd, write_fd = os.pipe()
+        try:
+            self.grabber = await procs.spawn(
+                [sys.executable, "-m", "webrecord.recorder.framegrab", "--display", self.display,
+                 "--size", f"{self.width}x{self.height}", "--fps", str(self.encoding.fps),
+                 "--epoch", f"{self.epoch:.6f}"],
+                env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return read_fd
 
     async def _watch(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -390,6 +429,7 @@ class Capture:
             except (asyncio.TimeoutError, TimeoutError):
                 event(log, "ffmpeg did not stop in time; killing", logging.WARNING, index=self.index)
         code = await procs.terminate(self.proc, timeout=2.0, sig=15)
+        await procs.terminate(self.grabber, timeout=2.0, sig=15)  # ends by itself when ffmpeg did
         if self.exited is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self.exited), 5)

@@ -1,15 +1,20 @@
-"""The virtual display: one Xvfb per recording, exactly WxH at depth 24, a free display number."""
+"""The virtual display: one X server per recording, exactly WxH at depth 24, a free display
+number. Xorg's dummy driver at the capture's refresh rate where it is installed and the size
+fits it (xorgconf: Chromium then draws only the frames the capture takes, and framegrab locks
+onto them); Xvfb otherwise, or when Xorg does not start."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from webrecord.api.models import ErrorCode
 from webrecord.logs import event
-from webrecord.recorder import procs
+from webrecord.recorder import procs, xorgconf
 from webrecord.recorder.errors import RecorderError
 from webrecord.recorder.settings import RecorderSettings
 
@@ -29,27 +34,66 @@ def _read_line(fd: int) -> bytes:
 
 
 class Display:
-    def __init__(self, width: int, height: int, settings: RecorderSettings, log_dir: Path) -> None:
+    def __init__(self, width: int, height: int, settings: RecorderSettings, log_dir: Path,
+                 refresh: int | None = None) -> None:
         self.width = width
         self.height = height
+        self.refresh = refresh  # the capture's frame rate; None: no fixed rate wanted
         self.settings = settings
         self.log_dir = log_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.name = ""  # e.g. ":99"
+        self.server = ""  # "xorg" or "xvfb", once started
+
+    @property
+    def frame_locked(self) -> bool:
+        """Whether the display refreshes at the capture's rate (framegrab can lock onto it)."""
+        return self.server == "xorg"
+
+    def _xorg_wanted(self) -> bool:
+        return (self.settings.display_server == "xorg" and self.refresh is not None
+                and xorgconf.fits(self.width, self.height, self.refresh)
+                and shutil.which(self.settings.xorg_path) is not None)
 
     async def start(self) -> str:
-        # -displayfd: Xvfb picks a free display number and writes it to the fd once it is ready,
-        # so there is no race on lock files and no polling.
+        number = None
+        if self._xorg_wanted():
+            assert self.refresh is not None
+            config = self.log_dir / f"xorg-{self.width}x{self.height}_{self.refresh}.conf"
+            config.write_text(xorgconf.config_text(self.width, self.height, self.refresh))
+            number = await self._launch(lambda fd: xorgconf.xorg_argv(
+                self.settings.xorg_path, config, self.log_dir / "xorg.log", fd), "xorg-stderr.log")
+            if number is None:
+                event(log, "Xorg did not start; using Xvfb (see xorg.log)", logging.WARNING,
+                      width=self.width, height=self.height, refresh=self.refresh)
+            else:
+                self.server = "xorg"
+        if number is None:
+            number = await self._launch(lambda fd: [
+                self.settings.xvfb_path, "-displayfd", str(fd),
+                "-screen", "0", f"{self.width}x{self.height}x24",
+                "-nolisten", "tcp", "-noreset", "-dpi", "96"], "xvfb.log")
+            if number is None:
+                raise RecorderError(ErrorCode.INTERNAL, "virtual display (Xvfb) failed to start; see xvfb.log")
+            self.server = "xvfb"
+        self.name = f":{number}"
+        event(log, "display started", display=self.name, width=self.width, height=self.height,
+              server=self.server, refresh=self.refresh if self.frame_locked else None)
+        return self.name
+
+    async def _launch(self, argv_for: Callable[[int], list[str]], log_name: str) -> str | None:
+        """Start an X server given -displayfd FD; its display number once it is ready, or None
+        (it is stopped again). -displayfd: the server picks a free number and writes it once it
+        accepts clients, so there is no race on lock files and no polling."""
         read_fd, write_fd = os.pipe()
-        log_file = open(self.log_dir / "xvfb.log", "ab")
+        log_file = open(self.log_dir / log_name, "ab")
         try:
             self.proc = await procs.spawn(
-                [self.settings.xvfb_path, "-displayfd", str(write_fd),
-                 "-screen", "0", f"{self.width}x{self.height}x24",
-                 "-nolisten", "tcp", "-noreset", "-dpi", "96"],
-                stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                pass_fds=(write_fd,),
-            )
+                argv_for(write_fd), stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
+                stderr=log_file, pass_fds=(write_fd,))
+        except OSError:
+            os.close(read_fd)
+            return None
         finally:
             os.close(write_fd)
             log_file.close()
@@ -65,10 +109,8 @@ class Display:
         number = data.decode(errors="replace").strip()
         if not number.isdigit():
             await self.stop()
-            raise RecorderError(ErrorCode.INTERNAL, "virtual display (Xvfb) failed to start; see xvfb.log")
-        self.name = f":{number}"
-        event(log, "display started", display=self.name, width=self.width, height=self.height)
-        return self.name
+            return None
+        return number
 
     async def stop(self) -> None:
         await procs.terminate(self.proc, timeout=3.0)

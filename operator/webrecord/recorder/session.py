@@ -325,14 +325,15 @@ class Session:
         warm = self.stage is not None
         if self.stage is None:
             self.stage = Stage(self.settings, self.egress_settings, self.spec.width,
-                               self.spec.height, self.log_dir, self.work_dir / "profile")
+                               self.spec.height, self.log_dir, self.work_dir / "profile",
+                               refresh=self.encoding.fps)
             await self.stage.start(self._hook, self._browser_gone)
         else:  # a standby slot's stage: its events are this task's from now on
             assert self.stage.browser is not None
             # Claimed: its start is a task's now, no longer background work of the pool.
             await self.stage.priority.restore()
             self.stage.browser.on_hook, self.stage.browser.on_crash = self._hook, self._browser_gone
-            await self.stage.resize(self.spec.width, self.spec.height)
+            await self.stage.resize(self.spec.width, self.spec.height, self.encoding.fps)
         assert self.browser is not None
         await self._prepare_page()
         try:
@@ -385,7 +386,8 @@ class Session:
         capture = Capture(self.settings, self.display.name, self.spec.width, self.spec.height,
                           self._browser_env(), self.seg_dir, index, self._epoch(),
                           on_closed=self._segment_closed, encoding=self.encoding,
-                          phase=cut_phase(self.task.task_id, self.settings.segment_seconds))
+                          phase=cut_phase(self.task.task_id, self.settings.segment_seconds),
+                          frame_locked=self.display.frame_locked)
         await capture.start()
         self.captures.append(capture)
         self.current = capture

@@ -31,10 +31,12 @@ def _ignore(*_args: Any) -> None:
 
 class Stage:
     def __init__(self, settings: RecorderSettings, egress_settings: EgressSettings,
-                 width: int, height: int, log_dir: Path, profile_dir: Path) -> None:
+                 width: int, height: int, log_dir: Path, profile_dir: Path,
+                 refresh: int | None = None) -> None:
         self.settings = settings
         self.egress_settings = egress_settings
         self.width, self.height = width, height
+        self.refresh = refresh  # the capture's frame rate, for a display that can match it
         self.log_dir = log_dir
         self.profile_dir = profile_dir
         self.display: Display | None = None
@@ -55,7 +57,8 @@ class Stage:
         """Start every part; on failure what was started is stopped again (RecorderError)."""
         self.priority.lower(os.getpid())  # with Playwright's driver, in our session
         try:
-            self.display = Display(self.width, self.height, self.settings, self.log_dir)
+            self.display = Display(self.width, self.height, self.settings, self.log_dir,
+                                   self.refresh)
             self.audio = PulseAudio(self.settings, self.log_dir)
             await asyncio.gather(self.display.start(), self.audio.start())
             self.priority.lower_new()
@@ -73,17 +76,22 @@ class Stage:
             await self.close()
             raise
 
-    async def resize(self, width: int, height: int) -> None:
-        """Another page size: a new display of exactly that size and Chromium relaunched on it
-        (the sound server, the proxy and Playwright's driver stay)."""
-        if (width, height) == (self.width, self.height):
+    def _refresh_matters(self, refresh: int | None) -> bool:
+        """Whether this display runs at a rate (Xorg) other than `refresh`."""
+        return self.display is not None and self.display.frame_locked and refresh != self.refresh
+
+    async def resize(self, width: int, height: int, refresh: int | None = None) -> None:
+        """Another page size or frame rate: a new display of exactly that size and rate and
+        Chromium relaunched on it (the sound server, the proxy and Playwright's driver stay)."""
+        if (width, height) == (self.width, self.height) and not self._refresh_matters(refresh):
             return
         assert self.browser is not None and self.display is not None
-        event(log, "stage resized", width=width, height=height, was=f"{self.width}x{self.height}")
+        event(log, "stage resized", width=width, height=height, refresh=refresh,
+              was=f"{self.width}x{self.height}@{self.refresh}")
         await self.browser.close_browser()
         await self.display.stop()
-        self.width, self.height = width, height
-        self.display = Display(width, height, self.settings, self.log_dir)
+        self.width, self.height, self.refresh = width, height, refresh
+        self.display = Display(width, height, self.settings, self.log_dir, refresh)
         await self.display.start()
         self.browser.width, self.browser.height, self.browser.env = width, height, self.env()
         await self.browser.open()

@@ -156,15 +156,17 @@ class Standby:
             _watch_stdin(loop, lambda: self._end("stdin closed: the spawner is gone"))
         log_dir = self.work_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        stage = Stage(RecorderSettings(), EgressSettings(), self.width, self.height, log_dir,
-                      self.work_dir / "profile")
+        settings = RecorderSettings()
+        # The default frame rate for this size: a task asking for another restarts the display.
+        stage = Stage(settings, EgressSettings(), self.width, self.height, log_dir,
+                      self.work_dir / "profile", refresh=settings.fps_for(self.width, self.height))
         try:
             await stage.start(on_crash=lambda what: self._end(f"Chromium {what} went away"))
         except RecorderError as exc:
             event(log, "standby could not start", logging.ERROR, error=exc.message)
             return EXIT_UNUSABLE
         watchers = [loop.create_task(self._watch_part(p.proc, name)) for name, p in
-                    (("Xvfb", stage.display), ("PulseAudio", stage.audio)) if p and p.proc]
+                    (("the X server", stage.display), ("PulseAudio", stage.audio)) if p and p.proc]
         self.server = ControlServer(None, self.token, self.control_host, self.control_port,
                                     routes={"/claim": self._claim_route})
         try:
