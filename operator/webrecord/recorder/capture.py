@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -226,6 +227,8 @@ class Capture:
         self.ready = loop.create_future()
         loop.create_task(self._watch())
         loop.create_task(self._progress())
+        if self.grabber is not None:
+            loop.create_task(self._watch_grabber(self.grabber))
         event(log, "segment started", index=self.index, path=str(self.path), pid=self.proc.pid)
 
     async def _start_grabber(self) -> int:
@@ -243,6 +246,17 @@ class Capture:
         finally:
             os.close(write_fd)
         return read_fd
+
+    async def _watch_grabber(self, grabber: asyncio.subprocess.Process) -> None:
+        """ffmpeg goes on with the sound alone when its picture input ends: a grabber that dies
+        ends this ffmpeg too (SIGTERM: it writes what it has), so the capture restarts whole."""
+        code = await grabber.wait()
+        if self.stopping or not self.running:
+            return
+        event(log, "frame grabber exited; ending this segment", logging.WARNING,
+              index=self.index, code=code)
+        assert self.proc is not None
+        procs.kill_group(self.proc.pid, signal.SIGTERM)
 
     async def _watch(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -6,10 +6,11 @@ Used on a display that refreshes at the capture's rate (xorgconf), where Chromiu
 frame per period. ffmpeg's x11grab grabs on a schedule of its own, started whenever ffmpeg
 happened to start: at a phase that lands near Chromium's presentations it sees some frames
 twice and misses others. This grabber hears each presentation (DAMAGE) and keeps its grabs half
-a period away from them (framephase), and stamps each frame with the wall clock of its grab
-(minus the task's epoch: the same clock as the sound's stamps). A grab that cannot happen
-within half a period of its time (the machine is starved) is left out, so the file shows a
-missing frame where the picture really was missed, never a frame at a time it was not taken.
+a period away from them (framephase), and stamps each frame with the wall-clock time its grab
+was due (minus the task's epoch: the same clock as the sound's stamps), so the frames stay
+evenly spaced. A grab that cannot happen within half a period of its time (the machine is
+starved) is left out: the file shows a missing frame where the picture really was missed,
+never a frame at a time it was not taken.
 
 It runs in a session of its own (one more CPU autogroup: its light, punctual work is not queued
 behind the encoder's), and ends when ffmpeg stops reading."""
@@ -57,7 +58,7 @@ class Grabber:
         self.out_fd = out_fd
         self.screen = xshm.ScreenGrabber(display, width, height, BUFFERS)
         self.watch = xshm.PresentationWatch(display)
-        self.header = mkvraw.stream_header(width, height)
+        self.header = mkvraw.stream_header(width, height, fps)
         self.free: queue.Queue[int] = queue.Queue()
         for i in range(BUFFERS):
             self.free.put(i)
@@ -141,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         event(log, "frame grabber could not start", logging.ERROR, error=str(exc))
         return 1
-    grabber.run()
+    try:
+        grabber.run()
+    except RuntimeError as exc:  # xshm.XError: the display is gone or refused a grab
+        event(log, "frame grabber failed", logging.ERROR, error=str(exc))
+        return 1
     return 0
 
 

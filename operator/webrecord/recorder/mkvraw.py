@@ -11,8 +11,8 @@ import struct
 EBML = 0x1A45DFA3
 SEGMENT = 0x18538067
 INFO, TIMECODE_SCALE, MUXING_APP, WRITING_APP = 0x1549A966, 0x2AD7B1, 0x4D80, 0x5741
-TRACKS, TRACK_ENTRY, TRACK_NUMBER, TRACK_UID, TRACK_TYPE, CODEC_ID = (
-    0x1654AE6B, 0xAE, 0xD7, 0x73C5, 0x83, 0x86)
+TRACKS, TRACK_ENTRY, TRACK_NUMBER, TRACK_UID, TRACK_TYPE, CODEC_ID, DEFAULT_DURATION = (
+    0x1654AE6B, 0xAE, 0xD7, 0x73C5, 0x83, 0x86, 0x23E383)
 VIDEO, PIXEL_WIDTH, PIXEL_HEIGHT, COLOUR_SPACE = 0xE0, 0xB0, 0xBA, 0x2EB524
 CLUSTER, CLUSTER_TIMECODE, SIMPLE_BLOCK = 0x1F43B675, 0xE7, 0xA3
 UNKNOWN_SIZE = bytes.fromhex("01FFFFFFFFFFFFFF")  # a live stream: the segment never ends
@@ -40,8 +40,11 @@ def uint(ident: int, value: int) -> bytes:
     return element(ident, value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
 
 
-def stream_header(width: int, height: int) -> bytes:
-    """EBML header, an open-ended segment, microsecond timecodes, one raw BGR0 video track."""
+def stream_header(width: int, height: int, fps: int) -> bytes:
+    """EBML header, an open-ended segment, microsecond timecodes, one raw BGR0 video track of
+    nominal rate `fps`. The rate matters: ffmpeg hands it to the encoder, which writes it into
+    the H.264 stream (VUI timing); without it players and the HLS muxer read frame durations of
+    1/240 s and a 5.7 s recording became a 4.7 s playlist."""
     ebml = element(EBML, uint(0x4286, 1) + uint(0x42F7, 1) + uint(0x42F2, 4) + uint(0x42F3, 8)
                    + element(0x4282, b"matroska") + uint(0x4287, 4) + uint(0x4285, 2))
     info = element(INFO, uint(TIMECODE_SCALE, 1000) + element(MUXING_APP, b"webrecord")
@@ -49,6 +52,7 @@ def stream_header(width: int, height: int) -> bytes:
     video = element(VIDEO, uint(PIXEL_WIDTH, width) + uint(PIXEL_HEIGHT, height)
                     + element(COLOUR_SPACE, BGR0))
     track = element(TRACK_ENTRY, uint(TRACK_NUMBER, 1) + uint(TRACK_UID, 1) + uint(TRACK_TYPE, 1)
+                    + uint(DEFAULT_DURATION, round(1e9 / fps))  # ns per frame
                     + element(CODEC_ID, b"V_UNCOMPRESSED") + video)
     return ebml + _id(SEGMENT) + UNKNOWN_SIZE + info + element(TRACKS, track)
 
