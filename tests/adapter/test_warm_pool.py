@@ -146,7 +146,7 @@ def test_no_slot_process_outlives_the_adapter(tmp_path, how):
     try:
         slot = _ready_slot(serve, state)
         tree = _slot_tree(state, slot)
-        assert len(tree) >= 5, tree  # supervisor, worker, Xvfb, PulseAudio, Chromium...
+        assert len(tree) >= 5, tree  # supervisor, worker, the X server, PulseAudio, Chromium...
         os.kill(serve.proc.pid, how)
         serve.proc.wait(60)
         _, alive = psutil.wait_procs(tree, timeout=20)

@@ -1,5 +1,5 @@
 """Recorder test fixtures: every test runs its recorder in-process or as a subprocess and must
-leave no Xvfb, PulseAudio, Chromium or ffmpeg behind (checked after each test)."""
+leave no X server, PulseAudio, Chromium or ffmpeg behind (checked after each test)."""
 
 from __future__ import annotations
 

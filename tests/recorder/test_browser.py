@@ -1,4 +1,4 @@
-"""The recorder's Chromium (real Xvfb, PulseAudio and Chromium): nothing runs in it but the page."""
+"""The recorder's Chromium (a real X server, PulseAudio and Chromium): nothing runs in it but the page."""
 
 from __future__ import annotations
 

@@ -95,10 +95,33 @@ def test_next_capture_moves_a_little_when_steady_and_fast_when_catching_up():
     steady = framephase.next_capture(previous, want, PERIOD, catching_up=False)
     assert math.isclose(steady - previous, PERIOD + framephase.STEADY_STEP)
     fast = framephase.next_capture(previous, want, PERIOD, catching_up=True)
-    assert math.isclose(fast - previous, PERIOD + PERIOD * framephase.CATCH_UP_STEP_FRACTION)
+    assert math.isclose(fast - previous, PERIOD + framephase.CATCH_UP_STEP_MAX)
+    slow_rate = 1 / 60  # a quarter period (4.2 ms) is more than the cap, so the cap holds
+    assert math.isclose(framephase.next_capture(100 * slow_rate, 0.008, slow_rate, True)
+                        - 100 * slow_rate, slow_rate + framephase.CATCH_UP_STEP_MAX)
+    tiny = 1 / 120  # here a quarter period (2.1 ms) is the limit
+    assert math.isclose(framephase.next_capture(0.0, 0.004, tiny, True),
+                        tiny + tiny * framephase.CATCH_UP_STEP_FRACTION)
     close = framephase.next_capture(previous, 0.0002, PERIOD, catching_up=True)
     assert math.isclose(close - previous, PERIOD + 0.0002)  # no overshoot
     assert framephase.next_capture(previous, None, PERIOD, catching_up=True) == previous + PERIOD
+
+
+def test_stamps_stay_on_the_nominal_grid_within_the_slack_of_the_grabs():
+    # Grabs following a display 0.4% fast (15.06 Hz at 15 fps): the stamps keep the nominal
+    # step except when they move back to the grabs, and never sit more than the slack away.
+    period, fast = 1 / 15, 1 / 15.06
+    slot, stamps = 0.0, []
+    for k in range(200):
+        grabbed = k * fast
+        slot = framephase.stamp_slot(slot, grabbed)
+        stamps.append(slot)
+        assert abs(slot - grabbed) <= framephase.STAMP_SLACK
+        slot += period
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    nominal = sum(1 for d in steps if math.isclose(d, period, abs_tol=1e-9))
+    assert nominal >= 0.9 * len(steps), steps  # ~1 move in 15 frames
+    assert all(period - 2 * framephase.STAMP_SLACK <= d <= period + 1e-9 for d in steps)
 
 
 # ---- xorgconf and the display ---------------------------------------------------------------
@@ -183,7 +206,8 @@ async def test_display_is_xorg_at_the_capture_rate(tmp_path):
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("case", ["missing", "crashes", "too small", "xvfb asked", "no rate"])
+@pytest.mark.parametrize("case", ["missing", "crashes", "too small", "above 1080p", "xvfb asked",
+                                  "no rate"])
 async def test_display_falls_back_to_xvfb(tmp_path, case):
     broken = tmp_path / "Xorg-broken"
     broken.write_text("#!/bin/sh\necho 'Fatal server error: no screens found' >&2\nexit 1\n")
@@ -192,7 +216,7 @@ async def test_display_falls_back_to_xvfb(tmp_path, case):
         xorg_path={"missing": str(tmp_path / "nowhere"), "crashes": str(broken)}.get(
             case, RecorderSettings().xorg_path),
         display_server="xvfb" if case == "xvfb asked" else "xorg")
-    width, height = (150, 100) if case == "too small" else (320, 240)
+    width, height = {"too small": (150, 100), "above 1080p": (1920, 1082)}.get(case, (320, 240))
     display = Display(width, height, settings, tmp_path, refresh=None if case == "no rate" else 30)
     await display.start()
     try:

@@ -1,4 +1,4 @@
-"""A starting recorder's sessions run at a low CPU weight until its capture begins (real Xvfb,
+"""A starting recorder's sessions run at a low CPU weight until its capture begins (a real X server,
 PulseAudio and Chromium; the kernel's own autogroup files)."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def test_a_stage_starts_at_low_weight_and_gets_it_back_for_the_capture(tmp
         assert stage.display.proc is not None and stage.audio.proc is not None
         chromium = chromium_browser_pids()
         assert len(chromium) == 1, chromium
-        parts = {"Xvfb": stage.display.proc.pid, "PulseAudio": stage.audio.proc.pid,
+        parts = {"X server": stage.display.proc.pid, "PulseAudio": stage.audio.proc.pid,
                  "Chromium": chromium[0]}
         if not autogroups_in_use():  # no autogroups here (systemd slices, a pod): nothing to weigh
             assert stage.priority.nice == 0 and stage.priority.lowered == []

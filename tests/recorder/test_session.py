@@ -1,4 +1,4 @@
-"""The recording engine end to end: real Xvfb, PulseAudio, Chromium and ffmpeg on local pages."""
+"""The recording engine end to end: a real X server (Xorg dummy, or Xvfb), PulseAudio, Chromium and ffmpeg on local pages."""
 
 from __future__ import annotations
 

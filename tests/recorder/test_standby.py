@@ -178,7 +178,7 @@ def test_idle_slot_ends_with_its_spawner_and_on_sigterm(tmp_path, how):
     proc, base = _slot(tmp_path, lifeline=how == "lifeline")
     try:
         tree = _tree(proc.pid)
-        assert len(tree) >= 4, tree  # the worker, Xvfb, PulseAudio, Chromium at least
+        assert len(tree) >= 4, tree  # the worker, the X server, PulseAudio, Chromium at least
         if how == "lifeline":
             proc.stdin.close()  # what the kernel does when the spawner dies, even killed hard
         else:

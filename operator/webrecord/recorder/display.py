@@ -51,7 +51,10 @@ class Display:
         return self.server == "xorg"
 
     def _xorg_wanted(self) -> bool:
+        # Above large_frame_pixels (1080p) each raw frame through the grabber's pipe is 8-26 MB:
+        # those sizes keep Xvfb and x11grab, which reads the server's shared memory in place.
         return (self.settings.display_server == "xorg" and self.refresh is not None
+                and self.width * self.height <= self.settings.large_frame_pixels
                 and xorgconf.fits(self.width, self.height, self.refresh)
                 and shutil.which(self.settings.xorg_path) is not None)
 

@@ -6,9 +6,10 @@ Used on a display that refreshes at the capture's rate (xorgconf), where Chromiu
 frame per period. ffmpeg's x11grab grabs on a schedule of its own, started whenever ffmpeg
 happened to start: at a phase that lands near Chromium's presentations it sees some frames
 twice and misses others. This grabber hears each presentation (DAMAGE) and keeps its grabs half
-a period away from them (framephase), and stamps each frame with the wall-clock time its grab
-was due (minus the task's epoch: the same clock as the sound's stamps), so the frames stay
-evenly spaced. A grab that cannot happen within half a period of its time (the machine is
+a period away from them (framephase), and stamps each frame with the wall clock (minus the
+task's epoch: the same clock as the sound's stamps) of its slot on an even grid of the nominal
+rate, which stays within 4 ms of the grabs (framephase.stamp_slot), so the file has the task's
+frame rate exactly and sound and picture stay within a few ms. A grab that cannot happen within half a period of its time (the machine is
 starved) is left out: the file shows a missing frame where the picture really was missed,
 never a frame at a time it was not taken.
 
@@ -86,7 +87,7 @@ class Grabber:
     def run(self) -> None:
         write_all(self.out_fd, self.header)
         threading.Thread(target=self._write_frames, name="writer", daemon=True).start()
-        start = target = time.monotonic()
+        start = target = slot = time.monotonic()
         last_us = -1000
         stats_at = start + STATS_SECONDS
         while not self.reader_gone.is_set():
@@ -99,7 +100,8 @@ class Grabber:
                 i = None
             if i is not None and time.monotonic() <= deadline:
                 self.screen.grab(i)
-                last_us = self._stamp_us(target, last_us)
+                slot = framephase.stamp_slot(slot, target)
+                last_us = self._stamp_us(slot, last_us)
                 self.ready.put((i, last_us))
                 self.grabbed += 1
             else:
@@ -113,8 +115,10 @@ class Grabber:
                 want is not None and abs(framephase.phase_error(target % self.period, want,
                                                                 self.period)) > self.period / 4)
             target = framephase.next_capture(target, want, self.period, catching_up)
+            slot += self.period
             while target + self.period / 2 < now:  # starved for more than a period: skip on
                 target += self.period
+                slot += self.period
                 self.missed += 1
             if now >= stats_at:
                 stats_at = now + STATS_SECONDS

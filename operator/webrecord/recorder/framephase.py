@@ -15,8 +15,11 @@ from collections.abc import Sequence
 # How far one capture may move against the last: the frames' timestamps stay evenly spaced to
 # the eye (33.3 +- 0.5 ms at 30 fps) while the capture follows a drifting phase.
 STEADY_STEP = 0.0005
-# At the start (and after a jump) the phase is unknown or far off: converge in a few frames.
+# At the start (and after a jump) the phase is unknown or far off: converge in a few frames,
+# by at most a quarter period and 4 ms a frame. Larger steps made uneven frame times that
+# ffprobe reads as another rate (a 15 fps file with 50/83 ms steps came out as "60/1").
 CATCH_UP_STEP_FRACTION = 0.25
+CATCH_UP_STEP_MAX = 0.004
 MIN_SAMPLES = 5
 
 
@@ -46,6 +49,20 @@ def next_capture(previous: float, want: float | None, period: float, catching_up
     """The time of the capture after `previous`: one period on, nudged toward phase `want`."""
     if want is None:
         return previous + period
-    limit = period * CATCH_UP_STEP_FRACTION if catching_up else STEADY_STEP
+    limit = (min(period * CATCH_UP_STEP_FRACTION, CATCH_UP_STEP_MAX) if catching_up
+             else STEADY_STEP)
     error = phase_error((previous + period) % period, want, period)
     return previous + period + max(-limit, min(limit, error))
+
+
+# How far a frame's stamp (its slot on an even grid of the nominal rate) may sit from the time
+# it was grabbed before the grid is moved to the grab. Chromium's rate is not always exactly
+# the display's (15.06 Hz on a 15 Hz mode): grabs that follow it drift off the grid, and stamps
+# that followed the grabs exactly made a 15 fps file that ffprobe reads as "181/12".
+STAMP_SLACK = 0.004
+
+
+def stamp_slot(slot: float, grabbed_at: float) -> float:
+    """The time to stamp a grab with: its nominal slot, or the grab's own time when the two
+    are more than STAMP_SLACK apart (the grid moves there; the intervals stay even otherwise)."""
+    return slot if abs(grabbed_at - slot) <= STAMP_SLACK else grabbed_at

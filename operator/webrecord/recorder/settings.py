@@ -15,7 +15,8 @@ class RecorderSettings(BaseSettings):
     xvfb_path: str = "Xvfb"
     # The virtual display (recorder/display.py): "xorg" = Xorg's dummy driver refreshing at the
     # capture's frame rate, with the frame-locked grabber (framegrab), where Xorg is installed
-    # and the page size fits the driver; Xvfb (60 Hz to Chromium) and x11grab otherwise.
+    # and the page size fits the driver and is at most large_frame_pixels; Xvfb (60 Hz to
+    # Chromium) and x11grab otherwise.
     # Three 720p30 recordings at once on 2 cores kept 99.1-99.8% of their frames with xorg,
     # 91-98% with xvfb (bench/recorder concurrency).
     display_server: Literal["xorg", "xvfb"] = "xorg"
