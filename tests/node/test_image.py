@@ -106,6 +106,9 @@ CHILDREN_OF_PID_1 = (
 )
 
 
+COMMAND_LINES = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+
+
 def ffprobe(path: Path) -> dict:
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
@@ -118,13 +121,18 @@ def test_image_records_demo_as_the_pod_runs_it_with_tini_as_pid_1(image: str, ou
     docker(*pod_like_run(image, name, out_dir, "record", "--demo", "--duration", str(DURATION),
                          "-q", "-o", "/out/demo.mp4"))
     try:
-        # PID 1 while the recording runs: tini, with webrecord as its child.
-        pid1, children = "", ""
+        # PID 1 while the recording runs: tini, with webrecord as its child; and every
+        # command line once the capture runs (the grabber starts with it).
+        pid1, children, commands = "", "", []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            probe = docker("exec", name, "sh", "-c", CHILDREN_OF_PID_1, check=False, timeout=30)
-            if probe.returncode == 0:
-                pid1, _, children = probe.stdout.partition("\n")
+            if not pid1:
+                probe = docker("exec", name, "sh", "-c", CHILDREN_OF_PID_1, check=False, timeout=30)
+                if probe.returncode == 0:
+                    pid1, _, children = probe.stdout.partition("\n")
+            listing = docker("exec", name, "sh", "-c", COMMAND_LINES, check=False, timeout=30)
+            commands = listing.stdout.splitlines()
+            if pid1 and any("framegrab" in line for line in commands):
                 break
             if docker("inspect", "-f", "{{.State.Running}}", name).stdout.strip() != "true":
                 break
@@ -135,6 +143,11 @@ def test_image_records_demo_as_the_pod_runs_it_with_tini_as_pid_1(image: str, ou
     finally:
         docker("rm", "-f", name, check=False, timeout=60)
 
+    # The display as the pod gets it (user 1000, read-only root, no capabilities): Xorg's
+    # dummy driver at the capture's rate with the frame-locked grabber, not the Xvfb fallback.
+    assert any(line.startswith("/usr/lib/xorg/Xorg ") for line in commands), commands
+    assert any("webrecord.recorder.framegrab" in line for line in commands), commands
+    assert "Xorg did not start" not in logs.stderr, logs.stderr[-3000:]
     assert pid1.split()[:3] == ["tini", "--", "webrecord"], f"PID 1 is {pid1!r}"
     assert "webrecord" in children.split(), f"children of PID 1: {children!r}"
 
