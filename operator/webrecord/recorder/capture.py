@@ -130,7 +130,7 @@ def ffmpeg_argv(settings: RecorderSettings, display: str, width: int, height: in
         *(["-map", "0:a"] if enc.audio_only else ["-map", "0:v", "-map", "1:a"]), "-copyts",
     ]
     if not enc.audio_only:
-        # The grabber's frames are stamped as grabbed, one per period: no clock to mend.
+        # The grabber stamps its frames itself, one per period on an even grid: no clock to mend.
         filters = video_clock_filters(fps) if grab_fd is None else []
         if width % 2 or height % 2:
             # yuv420p needs even sizes: pad odd ones by one pixel rather than refuse them.
@@ -208,7 +208,8 @@ class Capture:
         return self.index + max(1, len(self.paths))
 
     async def start(self) -> None:
-        grab_fd = await self._start_grabber() if self.frame_locked and not self.encoding.audio_only else None
+        framegrab = self.frame_locked and not self.encoding.audio_only
+        grab_fd = await self._start_grabber() if framegrab else None
         argv = ffmpeg_argv(self.settings, self.display, self.width, self.height, self.seg_dir,
                            self.index, epoch=self.epoch, enc=self.encoding, phase=self.phase,
                            grab_fd=grab_fd)

@@ -77,7 +77,8 @@ class Display:
                 "-screen", "0", f"{self.width}x{self.height}x24",
                 "-nolisten", "tcp", "-noreset", "-dpi", "96"], "xvfb.log")
             if number is None:
-                raise RecorderError(ErrorCode.INTERNAL, "virtual display (Xvfb) failed to start; see xvfb.log")
+                raise RecorderError(ErrorCode.INTERNAL,
+                                    "virtual display (Xvfb) failed to start; see xvfb.log")
             self.server = "xvfb"
         self.name = f":{number}"
         event(log, "display started", display=self.name, width=self.width, height=self.height,

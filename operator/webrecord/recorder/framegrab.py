@@ -9,9 +9,9 @@ twice and misses others. This grabber hears each presentation (DAMAGE) and keeps
 a period away from them (framephase), and stamps each frame with the wall clock (minus the
 task's epoch: the same clock as the sound's stamps) of its slot on an even grid of the nominal
 rate, which stays within 4 ms of the grabs (framephase.stamp_slot), so the file has the task's
-frame rate exactly and sound and picture stay within a few ms. A grab that cannot happen within half a period of its time (the machine is
-starved) is left out: the file shows a missing frame where the picture really was missed,
-never a frame at a time it was not taken.
+frame rate exactly and sound and picture stay within a few ms. A grab that cannot happen
+within half a period of its time (the machine is starved) is left out: the file shows a
+missing frame where the picture really was missed, never a frame at a time it was not taken.
 
 It runs in a session of its own (one more CPU autogroup: its light, punctual work is not queued
 behind the encoder's), and ends when ffmpeg stops reading."""
