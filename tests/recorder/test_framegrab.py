@@ -276,6 +276,11 @@ async def test_frame_locked_recording_takes_each_page_frame_once(tmp_path, bench
     # One repeat or missing slot in 150 is allowed for a loaded test machine; the bench measures.
     assert fidelity.repeats + fidelity.missing_slots <= 2, fidelity
     assert fidelity.good / fidelity.window >= 0.98, fidelity
+    # Evenly stamped: ffprobe reads the task's rate (uneven stamps at the start read as 240/1).
+    rate = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
+                           "stream=r_frame_rate", "-of", "csv=p=0", str(session.packaged.path)],
+                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    assert rate == "30/1", rate
 
 
 @needs_xorg

@@ -40,6 +40,11 @@ BUFFERS = 8
 CATCH_UP_SECONDS = 1.0
 # Presentations this recent decide the phase.
 PHASE_WINDOW_SECONDS = 1.0
+# Before the first grab: wait this long at most for Chromium's phase (a page that animates
+# gives it in a few frames), so the stamps' grid starts where the grabs will stay. Starting at
+# any phase and moving there afterwards moved the grid by 4 ms steps in the first frames, and
+# ffprobe read such a 30 fps file as "240/1".
+LOCK_WAIT_SECONDS = 0.3
 STATS_SECONDS = 10.0
 
 
@@ -84,10 +89,23 @@ class Grabber:
         wall = time.time() - (time.monotonic() - at)
         return max(round((wall - self.epoch) * 1e6), last_us + 1000)
 
+    def _first_grab(self) -> float:
+        """When to grab first: at Chromium's phase if it shows within LOCK_WAIT_SECONDS."""
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            want = framephase.capture_phase(self.watch.since(now - PHASE_WINDOW_SECONDS / 2),
+                                            self.period)
+            if want is not None:
+                return now + (want - now) % self.period
+            if now - start >= LOCK_WAIT_SECONDS:
+                return now
+            time.sleep(self.period / 2)
+
     def run(self) -> None:
         write_all(self.out_fd, self.header)
         threading.Thread(target=self._write_frames, name="writer", daemon=True).start()
-        start = target = slot = time.monotonic()
+        start = target = slot = self._first_grab()
         last_us = -1000
         stats_at = start + STATS_SECONDS
         while not self.reader_gone.is_set():
