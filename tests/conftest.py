@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 PAGES_DIR = Path(__file__).parent / "pages"
+BENCH_PAGES_DIR = Path(__file__).parents[1] / "bench" / "recorder" / "pages"
 
 # Failing uploads are retried for minutes in production (WEBRECORD_DELIVERY_RETRY_S); tests of
 # failure paths would wait that long. Tests of the retry itself set it explicitly.
@@ -28,10 +29,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def page_server() -> Iterator[str]:
-    """A real HTTP server on loopback serving tests/pages/; yields its base URL (no slash)."""
-    handler = functools.partial(_QuietHandler, directory=str(PAGES_DIR))
+def _serve_directory(directory: Path) -> Iterator[str]:
+    """A real HTTP server on loopback serving `directory`; yields its base URL (no slash)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -40,6 +40,18 @@ def page_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def page_server() -> Iterator[str]:
+    """tests/pages/ on a loopback HTTP server; its base URL."""
+    yield from _serve_directory(PAGES_DIR)
+
+
+@pytest.fixture(scope="session")
+def bench_pages() -> Iterator[str]:
+    """bench/recorder/pages on a loopback HTTP server (frames.html: a barcode of the rAF count)."""
+    yield from _serve_directory(BENCH_PAGES_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import functools
-import http.server
 import math
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -229,23 +226,6 @@ async def test_display_falls_back_to_xvfb(tmp_path, case):
 
 
 # ---- the whole path ---------------------------------------------------------------------------
-
-@pytest.fixture
-def bench_pages():
-    """bench/recorder/pages on a loopback HTTP server (frames.html: a barcode of the rAF count)."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # noqa: ANN002
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(BENCH / "pages")))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
 
 def _fidelity(path: Path):
     if str(BENCH) not in sys.path:
